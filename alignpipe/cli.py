@@ -1,0 +1,133 @@
+"""The `alignpipe` command: argument parsing only. User errors print one message and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from alignpipe.errors import AlignpipeError
+
+DEFAULT_RECIPE = "recipes/demo.yaml"
+
+DESCRIPTION = """\
+alignpipe: staged alignment of a language model (SFT -> reward model -> RLHF) with LoRA / 4-bit adapters.
+
+Each stage writes runs/<run.name>/<stage>/ with adapter/, manifest.json and plots.
+Run `alignpipe <command> --help` for a command's options."""
+
+STAGE_EPILOG = """\
+examples:
+  alignpipe {stage}                                    # recipes/demo.yaml on the embedded model
+  alignpipe {stage} recipes/demo.yaml train.max_steps=3 run.name=try
+  alignpipe {stage} recipes/llama3-8b-qlora-sft.yaml --dry-run   # print the resolved recipe, load nothing
+
+overrides: any recipe key as key=value (train.learning_rate=1e-4, model.quantization=none, lora.r=8);
+{stage}.train.max_steps=... overrides only this stage. An interrupted stage resumes from its last checkpoint
+when run again (run.resume=false moves it aside and starts over); a finished stage is never overwritten."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alignpipe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sft = commands.add_parser(
+        "sft",
+        help="supervised instruction tuning (LoRA / QLoRA)",
+        description="Supervised instruction tuning on conversations ({'messages': [...]}) or raw text ({'text': ...}).",
+        epilog=STAGE_EPILOG.format(stage="sft"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sft.add_argument("items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides")
+    sft.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit")
+
+    generate = commands.add_parser(
+        "generate",
+        help="answer a prompt with a trained stage",
+        description="Answer one prompt with a trained stage's model, using its chat template.",
+        epilog='example:\n  alignpipe generate runs/demo/sft "How do I reset my Kumo kettle?"',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    generate.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
+    generate.add_argument("prompt", help="the user message")
+    generate.add_argument("--max-new-tokens", type=int, default=128)
+    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+
+    export = commands.add_parser(
+        "export",
+        help="merge a stage's adapter into a full-precision Hugging Face model",
+        description="Merge the adapter into a full-precision copy of the base and save model + tokenizer, "
+        "loadable with AutoModelForCausalLM.from_pretrained(DIR).",
+        epilog="example:\n  alignpipe export runs/demo/sft --out exported/demo-sft",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
+    export.add_argument("--out", type=Path, required=True, help="new or empty output directory")
+    return parser
+
+
+def split_recipe_and_overrides(items: list[str]) -> tuple[str, list[str]]:
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return DEFAULT_RECIPE, items
+
+
+def run_stage(stage: str, items: list[str], dry_run: bool) -> None:
+    from alignpipe.config import load_recipe, recipe_as_yaml
+
+    recipe_path, overrides = split_recipe_and_overrides(items)
+    recipe = load_recipe(recipe_path, stage, overrides)
+    print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe)}", flush=True)
+    if dry_run:
+        print("Dry run: recipe is valid; nothing loaded.")
+        return
+    from alignpipe.stages import sft
+
+    sft.run(recipe)
+
+
+def quiet_libraries() -> None:
+    """Keep the training progress bar and our messages; drop library chatter that says nothing to a user."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5 renames, TRL-internal
+    # bitsandbytes looks for optional CPU kernels on the hub at import and logs that it cannot fetch them.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries()
+    try:
+        if args.command == "sft":
+            run_stage("sft", args.items, args.dry_run)
+        elif args.command == "generate":
+            from alignpipe import models
+
+            model, tokenizer = models.load_stage_for_inference(args.stage_dir)
+            print(models.generate_reply(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature))
+        elif args.command == "export":
+            from alignpipe import models
+
+            models.export_merged(args.stage_dir, args.out)
+            print(f"Exported merged model to {args.out}")
+    except AlignpipeError as error:
+        print(f"alignpipe: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nalignpipe: interrupted; run the same command again to resume from the last checkpoint.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

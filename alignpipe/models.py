@@ -1,0 +1,177 @@
+"""Load base models and trained stages: 4-bit / 8-bit / full weights, LoRA configs, adapters, merged export.
+
+The same code runs on CPU and GPU: bitsandbytes 4-bit (NF4) works on both, and the device is chosen here once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
+
+from alignpipe.config import LoraConfig, ModelConfig
+from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
+from alignpipe.errors import AlignpipeError
+
+# Used only when a base model has no chat template of its own. The end of every turn is the EOS token, so a model
+# trained on it learns to stop, and the generation prompt is a prefix of the training rendering.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
+)
+
+
+def resolve_base(base: str) -> str:
+    """A loadable path or hub id for `model.base`."""
+    return str(embedded_model_dir()) if base == EMBEDDED_NAME else base
+
+
+def load_tokenizer(path: str, chat_template_file: str | None = None) -> PreTrainedTokenizerBase:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        raise AlignpipeError(_load_failure(path, error)) from None
+    if chat_template_file:
+        template_path = Path(chat_template_file)
+        if not template_path.is_file():
+            raise AlignpipeError(f"Chat template file not found: {template_path}")
+        tokenizer.chat_template = template_path.read_text(encoding="utf-8")
+    elif not tokenizer.chat_template:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def quantization_config(quantization: str) -> BitsAndBytesConfig | None:
+    if quantization == "none":
+        return None
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as error:  # ImportError, or a broken native library
+        raise AlignpipeError(
+            f"model.quantization={quantization} needs bitsandbytes, which cannot be loaded here ({error}). "
+            "Install it (pip install bitsandbytes) or run without quantization: model.quantization=none."
+        ) from None
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    # QLoRA's settings (Dettmers et al. 2023): NF4 storage, double quantization of the scales, bf16 compute.
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
+def load_causal_lm(
+    path: str, model_config: ModelConfig, dtype: torch.dtype = torch.bfloat16, for_training: bool = True
+) -> Any:
+    """The base model, quantized as the recipe says, on the GPU when there is one."""
+    quantization = quantization_config(model_config.quantization)
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as error:
+        raise AlignpipeError(_load_failure(path, error)) from None
+    if for_training and model_config.quantization == "4bit":
+        keep_4bit_weights_differentiable(model)
+    return model
+
+
+def keep_4bit_weights_differentiable(model: Any) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for fast CPU inference when a model in training is evaluated.
+
+    On CPUs with AVX512-BF16, bitsandbytes 0.50 repacks a Linear4bit's weight on the first forward in eval mode and
+    never packs it back; the packed kernel has no backward, so every later training step silently loses the
+    gradient through the base layers (found here: held-out loss rose after an eval before training).
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def uses_gradient_checkpointing(model_config: ModelConfig) -> bool:
+    if model_config.gradient_checkpointing is not None:
+        return model_config.gradient_checkpointing
+    return model_config.quantization != "none"
+
+
+def lora_config(lora: LoraConfig, task_type: str) -> Any:
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type=task_type,
+    )
+
+
+def load_stage_for_inference(stage_dir: Path, quantization: str | None = None) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A trained stage's model (base + adapter) and the tokenizer saved with it, ready for generation."""
+    from peft import PeftModel
+
+    from alignpipe.config import Recipe
+    from alignpipe.runs import read_manifest
+
+    manifest = read_manifest(stage_dir)
+    recipe = Recipe.model_validate(manifest["recipe"])
+    model_config = recipe.model.model_copy(update={"quantization": quantization or recipe.model.quantization})
+    adapter_dir = stage_dir / "adapter"
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise AlignpipeError(f"{stage_dir} has no trained adapter (adapter/adapter_config.json); is the stage finished?")
+    tokenizer = load_tokenizer(str(adapter_dir))
+    base = load_causal_lm(resolve_base(recipe.model.base), model_config, dtype=torch.float32, for_training=False)
+    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    model.eval()
+    return model, tokenizer
+
+
+def generate_reply(
+    model: Any, tokenizer: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int, temperature: float
+) -> str:
+    messages = [{"role": "user", "content": prompt}]
+    input_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    input_ids = {key: value.to(model.device) for key, value in input_ids.items()}
+    sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
+    with torch.no_grad():
+        output = model.generate(
+            **input_ids, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+        )
+    new_tokens = output[0, input_ids["input_ids"].shape[1] :]
+    return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+
+def export_merged(stage_dir: Path, out_dir: Path) -> None:
+    """Merge the stage's adapter into a full-precision copy of its base and save a plain HF model directory.
+
+    A 4-bit run's adapter was trained against dequantized NF4 weights; merging into the original full-precision
+    weights instead is what QLoRA users do, at the cost of a small numeric difference.
+    """
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise AlignpipeError(f"Export directory {out_dir} exists and is not empty; choose another --out.")
+    model, tokenizer = load_stage_for_inference(stage_dir, quantization="none")
+    merged = model.merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "alignpipe_export.json").write_text(
+        json.dumps({"source_stage": str(stage_dir.resolve())}, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+def _load_failure(path: str, error: Exception) -> str:
+    hint = "" if Path(path).exists() else " It is not a local path; a hub id needs network access to the hub."
+    return f"Could not load model or tokenizer from {path!r}: {str(error).splitlines()[0]}.{hint}"

@@ -1,0 +1,164 @@
+"""Run directories (`<output_root>/<run.name>/<stage>/`), their manifest.json, resume and refusal to overwrite.
+
+Status of a stage: `running` while it trains (a killed run stays `running`), `failed` after an error, `trained`
+when training finished; the gate then turns `trained` into `promoted` or `blocked`. A stage in a finished status
+is never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from alignpipe.config import Recipe
+from alignpipe.errors import AlignpipeError
+
+FINISHED_STATUSES = ("trained", "promoted", "blocked")
+MANIFEST = "manifest.json"
+
+
+def stage_dir_for(recipe: Recipe, stage: str) -> Path:
+    return Path(recipe.run.output_root) / recipe.run.name / stage
+
+
+def open_stage_dir(recipe: Recipe, stage: str) -> tuple[Path, Path | None]:
+    """Create or reopen the stage directory; return it and the checkpoint to resume from (or None).
+
+    A finished stage is refused. An interrupted one is resumed (run.resume=true), or moved aside to
+    `<stage>.interrupted-<time>` so that a fresh start overwrites nothing.
+    """
+    stage_dir = stage_dir_for(recipe, stage)
+    if not stage_dir.exists():
+        stage_dir.mkdir(parents=True)
+        return stage_dir, None
+    manifest_path = stage_dir / MANIFEST
+    if not manifest_path.is_file():
+        if any(stage_dir.iterdir()):
+            raise AlignpipeError(f"{stage_dir} exists, is not empty and has no {MANIFEST}; move it or pick run.name.")
+        return stage_dir, None
+    refuse_finished(stage_dir)
+    checkpoint = last_checkpoint(stage_dir)
+    if recipe.run.resume and checkpoint is not None:
+        print(f"Resuming {stage_dir} from {checkpoint.name}", flush=True)
+        return stage_dir, checkpoint
+    if recipe.run.resume:
+        print(f"{stage_dir} was interrupted before its first checkpoint; starting it over.", flush=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    aside = stage_dir.with_name(f"{stage_dir.name}.interrupted-{stamp}")
+    stage_dir.rename(aside)
+    print(f"Moved the interrupted {stage_dir} to {aside}; starting over.", flush=True)
+    stage_dir.mkdir(parents=True)
+    return stage_dir, None
+
+
+def refuse_finished(stage_dir: Path) -> None:
+    if not (stage_dir / MANIFEST).is_file():
+        return
+    status = read_manifest(stage_dir).get("status")
+    if status in FINISHED_STATUSES:
+        raise AlignpipeError(
+            f"{stage_dir} is a finished stage (status {status}); it is never overwritten. "
+            f"Choose another run name (run.name=...) or move the directory away."
+        )
+
+
+def checkpoints_dir(stage_dir: Path) -> Path:
+    return stage_dir / "checkpoints"
+
+
+def last_checkpoint(stage_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = checkpoints_dir(stage_dir)
+    if not folder.is_dir():
+        return None
+    found = get_last_checkpoint(str(folder))
+    return Path(found) if found else None
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any]:
+    path = Path(stage_dir) / MANIFEST
+    if not path.is_file():
+        raise AlignpipeError(f"{stage_dir} is not a stage directory: {path} is missing.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise AlignpipeError(f"{path} is not valid JSON ({error.msg}); the run directory is damaged.") from None
+
+
+def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:
+    """Atomic: write a temporary file beside it, then rename, so a crash never leaves half a manifest."""
+    handle, temp_path = tempfile.mkstemp(dir=stage_dir, prefix=".manifest.", suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(manifest, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+    os.replace(temp_path, stage_dir / MANIFEST)
+
+
+def update_manifest(stage_dir: Path, **fields: Any) -> dict[str, Any]:
+    manifest = read_manifest(stage_dir)
+    manifest.update(fields)
+    write_manifest(stage_dir, manifest)
+    return manifest
+
+
+def new_manifest(
+    stage: str, recipe: Recipe, parent: Path | None, data_files: dict[str, str | None], previous: dict[str, Any]
+) -> dict[str, Any]:
+    """The manifest at the start (or restart) of a stage; `previous` keeps metrics of an interrupted attempt."""
+    from alignpipe.data import file_sha256
+
+    return {
+        "stage": stage,
+        "status": "running",
+        "parent": str(parent) if parent else None,
+        "base_model": recipe.model.base,
+        "recipe": recipe.model_dump(),
+        "metrics": previous.get("metrics", {}),
+        "gate": {"verdict": None, "report": None},
+        "forced": False,
+        "data": {
+            role: {"path": path, "sha256": file_sha256(path)} for role, path in data_files.items() if path is not None
+        },
+        "versions": library_versions(),
+        "git_commit": git_commit(),
+        "started_at": previous.get("started_at") or now(),
+        "finished_at": None,
+    }
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for package in ("torch", "transformers", "peft", "trl", "bitsandbytes", "alignpipe"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
+def remove_checkpoints(stage_dir: Path) -> None:
+    shutil.rmtree(checkpoints_dir(stage_dir), ignore_errors=True)

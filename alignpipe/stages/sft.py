@@ -1,0 +1,134 @@
+"""Supervised instruction tuning (SFT) with LoRA on a 4-bit, 8-bit or full-precision base, on TRL's SFTTrainer.
+
+    alignpipe sft recipes/demo.yaml
+    alignpipe sft recipes/demo.yaml train.max_steps=3 run.name=try
+
+Reads like a recipe: check the target, load tokenizer and data, load the base model, build the trainer,
+measure the base on held-out data, train (resuming when a checkpoint exists), measure again, save, record.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from trl import SFTConfig, SFTTrainer
+
+from alignpipe import data, models, runs
+from alignpipe.config import Recipe
+from alignpipe.errors import AlignpipeError
+from alignpipe.plots import save_training_curves
+
+STAGE = "sft"
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def run(recipe: Recipe) -> Path:
+    runs.refuse_finished(runs.stage_dir_for(recipe, STAGE))
+
+    # Tokenizer and data first: they are cheap, and most user errors live there.
+    base_path = models.resolve_base(recipe.model.base)
+    tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
+    if recipe.data.train is None:
+        raise AlignpipeError("data.train is not set: give a JSONL file of {\"messages\": [...]} or {\"text\": ...}.")
+    train_records = data.load_sft_records(recipe.data.train, recipe.data.skip_invalid)
+    if recipe.data.eval is not None:
+        eval_records = data.load_sft_records(recipe.data.eval, recipe.data.skip_invalid)
+    else:
+        train_records, eval_records = data.split_train_eval(train_records, recipe.data.eval_fraction, recipe.run.seed)
+    assistant_only = recipe.sft.assistant_only_loss and "messages" in train_records[0]
+    train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only)
+    eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only) if eval_records else None
+    print(f"Data: {len(train_dataset)} training and {len(eval_records)} held-out examples", flush=True)
+
+    model = models.load_causal_lm(base_path, recipe.model, dtype=TORCH_DTYPES[recipe.train.precision])
+
+    stage_dir, resume_checkpoint = runs.open_stage_dir(recipe, STAGE)
+    previous = runs.read_manifest(stage_dir) if resume_checkpoint else {}
+    manifest = runs.new_manifest(
+        STAGE, recipe, parent=None, data_files={"train": recipe.data.train, "eval": recipe.data.eval}, previous=previous
+    )
+    runs.write_manifest(stage_dir, manifest)
+
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_training_arguments(recipe, stage_dir, has_eval=eval_dataset is not None),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=models.lora_config(recipe.lora, task_type="CAUSAL_LM"),
+    )
+    metrics = manifest["metrics"]
+    try:
+        # A fresh LoRA adapter starts at zero (B = 0), so before training the model *is* the base model:
+        # its held-out loss now is the baseline the trained adapter must beat.
+        if eval_dataset is not None and "eval_loss_base" not in metrics:
+            metrics["eval_loss_base"] = trainer.evaluate()["eval_loss"]
+            metrics["eval_perplexity_base"] = math.exp(metrics["eval_loss_base"])
+            runs.write_manifest(stage_dir, manifest)
+        if resume_checkpoint is not None:
+            metrics["resumed_from_step"] = int(resume_checkpoint.name.rsplit("-", 1)[1])
+        started = time.perf_counter()
+        train_output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
+        metrics["train_loss"] = train_output.training_loss
+        metrics["global_step"] = train_output.global_step
+        metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+        if eval_dataset is not None:
+            metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
+            metrics["eval_perplexity"] = math.exp(metrics["eval_loss"])
+        trainer.save_model(str(stage_dir / "adapter"))  # adapter weights + config + tokenizer with its chat template
+    except BaseException as error:
+        runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
+        raise
+
+    save_training_curves(trainer.state.log_history, stage_dir / "loss.png", title=f"{recipe.run.name}: sft")
+    runs.update_manifest(stage_dir, status="trained", metrics=metrics, finished_at=runs.now())
+    runs.remove_checkpoints(stage_dir)
+    print_summary(stage_dir, metrics)
+    return stage_dir
+
+
+def sft_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -> SFTConfig:
+    train = recipe.train
+    periodic_eval = has_eval and train.eval_steps is not None
+    return SFTConfig(
+        output_dir=str(runs.checkpoints_dir(stage_dir)),
+        max_steps=train.max_steps,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
+        per_device_eval_batch_size=train.batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_steps,
+        optim=train.optimizer,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
+        bf16=train.precision == "bf16",
+        fp16=train.precision == "fp16",
+        gradient_checkpointing=models.uses_gradient_checkpointing(recipe.model),
+        save_strategy="steps",
+        save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit,
+        eval_strategy="steps" if periodic_eval else "no",
+        eval_steps=train.eval_steps if periodic_eval else None,
+        logging_steps=train.logging_steps,
+        report_to=train.report_to,
+        seed=recipe.run.seed,
+        use_cpu=not torch.cuda.is_available(),
+        # The dataset arrives tokenized, with our own assistant mask (see data.tokenize_sft).
+        max_length=train.max_length,
+        packing=recipe.sft.packing,
+    )
+
+
+def print_summary(stage_dir: Path, metrics: dict[str, float]) -> None:
+    print(f"\nSFT finished: {stage_dir} (status trained)")
+    if "eval_loss" in metrics:
+        print(
+            f"  held-out loss {metrics['eval_loss_base']:.3f} (base) -> {metrics['eval_loss']:.3f} (trained); "
+            f"perplexity {metrics['eval_perplexity_base']:.1f} -> {metrics['eval_perplexity']:.1f}"
+        )
+    print(f"  adapter: {stage_dir / 'adapter'}   curves: {stage_dir / 'loss.png'}", flush=True)

@@ -1,0 +1,116 @@
+"""Shared fixtures: a tiny random Llama and a byte-level BPE tokenizer, built locally in seconds (no hub)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CORPUS = [
+    "How do I reset the kettle? Hold Temp and Power for ten seconds.",
+    "The warranty is two years. Thank you for contacting support.",
+    "ケトルをリセットするには、温度ボタンと電源ボタンを10秒間押し続けてください。",
+    "保証期間は2年間です。お問い合わせありがとうございます。",
+    "user assistant system hello world 0123456789",
+]
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    backend.train_from_iterator(CORPUS * 5, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 64-wide random Llama with its tokenizer, saved like any Hugging Face model directory."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    with path.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
+    return path
+
+
+def support_conversations(n: int) -> list[dict]:
+    """A trivially learnable set: a few fixed questions with fixed answers, English and Japanese."""
+    pairs = [
+        ("How do I reset the kettle?", "Hold Temp and Power for ten seconds."),
+        ("What is the warranty?", "The warranty is two years."),
+        ("保証期間は？", "保証期間は2年間です。"),
+        ("リセット方法は？", "温度ボタンと電源ボタンを10秒間押し続けてください。"),
+    ]
+    rows = []
+    for index in range(n):
+        question, answer = pairs[index % len(pairs)]
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        if index % 3 == 0:
+            messages.insert(0, {"role": "system", "content": "You are a support assistant."})
+        rows.append({"messages": messages})
+    return rows
+
+
+@pytest.fixture
+def sft_files(tmp_path) -> dict[str, Path]:
+    return {
+        "train": write_jsonl(tmp_path / "train.jsonl", support_conversations(32)),
+        "eval": write_jsonl(tmp_path / "eval.jsonl", support_conversations(8)),
+    }
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, tiny_model_dir, sft_files) -> Path:
+    """A recipe for the tiny model that trains fast and learns (high learning rate, short sequences)."""
+    text = f"""
+run: {{name: tiny, output_root: {tmp_path / "runs"}}}
+model: {{base: {tiny_model_dir}, quantization: none}}
+lora: {{r: 8, alpha: 16, dropout: 0.0}}
+data: {{train: {sft_files["train"]}, eval: {sft_files["eval"]}}}
+train: {{max_steps: 12, batch_size: 4, max_length: 64, learning_rate: 5.0e-3, save_steps: 4, logging_steps: 2,
+        precision: fp32, warmup_steps: 0}}
+"""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path

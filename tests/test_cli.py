@@ -1,0 +1,95 @@
+"""Every user error through the real command line: exit code 2, one clear message, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from alignpipe import cli, models
+from conftest import write_jsonl
+
+REPO = Path(__file__).parents[1]
+
+
+def fails_cleanly(capsys, *argv: str) -> str:
+    code = cli.main([str(arg) for arg in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("alignpipe: error:") and "Traceback" not in err
+    return err
+
+
+def test_unknown_key(capsys, tiny_recipe):
+    assert "did you mean train.max_steps?" in fails_cleanly(capsys, "sft", tiny_recipe, "train.max_stepz=3")
+
+
+def test_wrong_value_type(capsys, tiny_recipe):
+    err = fails_cleanly(capsys, "sft", tiny_recipe, "train.max_steps=abc")
+    assert "train.max_steps" in err and "valid integer" in err
+
+
+def test_missing_recipe_file(capsys, tmp_path):
+    assert str(tmp_path / "missing.yaml") in fails_cleanly(capsys, "sft", tmp_path / "missing.yaml")
+
+
+def test_missing_data_file(capsys, tiny_recipe, tmp_path):
+    err = fails_cleanly(capsys, "sft", tiny_recipe, f"data.train={tmp_path / 'gone.jsonl'}")
+    assert f"Data file not found: {tmp_path / 'gone.jsonl'}" in err
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("not json at all", "not valid JSON"), ({"text_": "x"}, "neither 'messages'"),
+     ({"messages": [{"role": "bot", "content": "x"}]}, "role 'bot'")],
+)
+def test_bad_jsonl_line(capsys, tiny_recipe, tmp_path, line, expected):
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    path = write_jsonl(tmp_path / "bad.jsonl", [good, line])
+    err = fails_cleanly(capsys, "sft", tiny_recipe, f"data.train={path}")
+    assert f"{path}:2:" in err and expected in err
+    assert not (tmp_path / "runs").exists()  # failed before creating anything
+
+
+def test_skip_invalid_trains_on_the_rest(capsys, tiny_recipe, tmp_path):
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    path = write_jsonl(tmp_path / "mixed.jsonl", [good] * 8 + ["{broken"])
+    assert cli.main(["sft", str(tiny_recipe), f"data.train={path}", "data.skip_invalid=true", "train.max_steps=1"]) == 0
+    assert "skipped 1 invalid line(s)" in capsys.readouterr().out
+
+
+def test_empty_dataset(capsys, tiny_recipe, tmp_path):
+    path = write_jsonl(tmp_path / "empty.jsonl", [])
+    assert "no usable examples" in fails_cleanly(capsys, "sft", tiny_recipe, f"data.train={path}")
+
+
+def test_4bit_without_bitsandbytes(capsys, tiny_recipe, monkeypatch):
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    err = fails_cleanly(capsys, "sft", tiny_recipe, "model.quantization=4bit")
+    assert "bitsandbytes" in err and "model.quantization=none" in err
+
+
+def test_not_a_stage_directory(capsys, tmp_path):
+    assert "manifest.json is missing" in fails_cleanly(capsys, "generate", tmp_path, "hello")
+
+
+def test_dry_run_of_the_real_model_recipe_loads_nothing(capsys, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("--dry-run must not load weights or tokenizers")
+
+    monkeypatch.setattr(models, "load_causal_lm", no_loading)
+    monkeypatch.setattr(models, "load_tokenizer", no_loading)
+    monkeypatch.chdir(REPO)
+    assert cli.main(["sft", "recipes/llama3-8b-qlora-sft.yaml", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "base: meta-llama/Meta-Llama-3-8B-Instruct" in out and "optimizer: paged_adamw_8bit" in out
+    assert "max_length: 2048" in out and "Dry run" in out
+
+
+def test_help_explains_the_commands(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sft", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "key=value" in out and "resumes" in out

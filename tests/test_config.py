@@ -1,0 +1,75 @@
+"""Recipes: schema, overrides, stage sections, and errors that name the key and suggest the right one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alignpipe.config import load_recipe, valid_key_paths
+from alignpipe.errors import AlignpipeError
+
+RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe_path", RECIPES, ids=[path.name for path in RECIPES])
+def test_every_shipped_recipe_validates(recipe_path):
+    text = recipe_path.read_text(encoding="utf-8")
+    assert text.startswith("#") and "alignpipe " in text.split("\n\n")[0]  # starts with the command that runs it
+    recipe = load_recipe(recipe_path, "sft", [])
+    assert recipe.run.name
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_and_types(tmp_path):
+    recipe = load_recipe(write(tmp_path, "train: {max_steps: 7}\n"), "sft", ["lora.target_modules=[q_proj,v_proj]"])
+    assert recipe.train.max_steps == 7
+    assert recipe.model.base == "embedded" and recipe.model.quantization == "4bit"
+    assert recipe.lora.target_modules == ["q_proj", "v_proj"]
+
+
+def test_stage_section_overrides_shared_and_command_line_overrides_both(tmp_path):
+    path = write(tmp_path, "train: {max_steps: 10, learning_rate: 1.0e-4}\nsft: {train: {max_steps: 80}}\n")
+    recipe = load_recipe(path, "sft", [])
+    assert recipe.train.max_steps == 80 and recipe.train.learning_rate == 1e-4
+    assert load_recipe(path, "sft", ["train.max_steps=3"]).train.max_steps == 3
+    assert load_recipe(path, "sft", ["sft.train.max_steps=4"]).train.max_steps == 4
+
+
+def test_unknown_key_names_the_path_and_suggests(tmp_path):
+    with pytest.raises(AlignpipeError) as error:
+        load_recipe(write(tmp_path, "train: {max_stepz: 3}\n"), "sft", [])
+    assert "train.max_stepz" in str(error.value) and "did you mean train.max_steps?" in str(error.value)
+
+    with pytest.raises(AlignpipeError, match=r"sft.train.learning_rat .*did you mean sft.train.learning_rate\?"):
+        load_recipe(write(tmp_path, "sft: {train: {learning_rat: 0.1}}\n"), "sft", [])
+
+    with pytest.raises(AlignpipeError, match=r"did you mean train.max_steps\?"):
+        load_recipe(write(tmp_path, ""), "sft", ["train.max_stepz=3"])
+
+
+def test_wrong_type_and_all_problems_reported_together(tmp_path):
+    with pytest.raises(AlignpipeError) as error:
+        load_recipe(write(tmp_path, "model: {quantization: 5bit}\n"), "sft", ["train.max_steps=abc", "lora.rr=2"])
+    message = str(error.value)
+    assert "train.max_steps" in message and "'abc'" in message
+    assert "model.quantization" in message and "lora.rr" in message
+
+
+def test_missing_recipe_and_bad_yaml(tmp_path):
+    with pytest.raises(AlignpipeError, match="Recipe file not found: .*nope.yaml"):
+        load_recipe(tmp_path / "nope.yaml", "sft", [])
+    with pytest.raises(AlignpipeError, match="not valid YAML"):
+        load_recipe(write(tmp_path, "train: [unclosed\n"), "sft", [])
+    with pytest.raises(AlignpipeError, match="key=value"):
+        load_recipe(write(tmp_path, ""), "sft", ["train.max_steps"])
+
+
+def test_key_paths_cover_stage_overrides():
+    paths = valid_key_paths()
+    assert {"train.max_steps", "sft.packing", "sft.train.max_steps", "model.quantization"} <= set(paths)

@@ -1,0 +1,76 @@
+"""Data loading: per-line errors with file and line, skipping, and the assistant-only loss mask."""
+
+from __future__ import annotations
+
+import pytest
+
+from alignpipe import data, models
+from alignpipe.errors import AlignpipeError
+from conftest import write_jsonl
+
+GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "expected"),
+    [
+        ("{not json", "not valid JSON"),
+        ({"prompt": "no messages here"}, "neither 'messages'"),
+        ({"messages": [{"role": "robot", "content": "beep"}]}, "role 'robot'"),
+        ({"messages": [{"role": "user", "content": "only a question"}]}, "no assistant message"),
+        ({"messages": []}, "non-empty list"),
+    ],
+)
+def test_bad_line_names_file_and_line(tmp_path, bad_line, expected):
+    path = write_jsonl(tmp_path / "train.jsonl", [GOOD, GOOD, bad_line])
+    with pytest.raises(AlignpipeError) as error:
+        data.load_sft_records(path, skip_invalid=False)
+    assert f"{path}:3:" in str(error.value) and expected in str(error.value)
+    assert "data.skip_invalid=true" in str(error.value)
+
+
+def test_skip_invalid_skips_and_counts(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "train.jsonl", [GOOD, "{oops", GOOD, {"text": ""}])
+    records = data.load_sft_records(path, skip_invalid=True)
+    assert len(records) == 2
+    assert "skipped 2 invalid line(s)" in capsys.readouterr().out
+
+
+def test_empty_and_missing_files(tmp_path):
+    with pytest.raises(AlignpipeError, match="no usable examples"):
+        data.load_sft_records(write_jsonl(tmp_path / "empty.jsonl", []), skip_invalid=False)
+    with pytest.raises(AlignpipeError, match="no usable examples"):
+        data.load_sft_records(write_jsonl(tmp_path / "bad.jsonl", ["{x"]), skip_invalid=True)
+    with pytest.raises(AlignpipeError, match="Data file not found: .*missing.jsonl"):
+        data.load_sft_records(tmp_path / "missing.jsonl", skip_invalid=False)
+
+
+def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "How do I reset the kettle?"},
+        {"role": "assistant", "content": "Hold Temp and Power."},
+        {"role": "user", "content": "保証期間は？"},
+        {"role": "assistant", "content": "2年間です。"},
+    ]
+    row = data.tokenize_sft([{"messages": messages}], tokenizer, assistant_only_loss=True)[0]
+    learned = tokenizer.decode([t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m])
+    assert learned == "Hold Temp and Power.<|im_end|>\n2年間です。<|im_end|>\n"  # answers and their end-of-turn
+
+    full = data.tokenize_sft([{"messages": messages}], tokenizer, assistant_only_loss=False)[0]
+    assert "assistant_masks" not in full and full["input_ids"] == row["input_ids"]
+
+
+def test_text_records_end_with_eos(tiny_model_dir):
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    row = data.tokenize_sft([{"text": "The warranty is two years."}], tokenizer, assistant_only_loss=True)[0]
+    assert row["input_ids"][-1] == tokenizer.eos_token_id and "assistant_masks" not in row
+
+
+def test_eval_fraction_holds_out_a_seeded_split():
+    records = [{"text": str(index)} for index in range(20)]
+    train, held_out = data.split_train_eval(records, 0.25, seed=1)
+    assert len(held_out) == 5 and len(train) == 15
+    assert held_out == data.split_train_eval(records, 0.25, seed=1)[1]
+    assert not {r["text"] for r in train} & {r["text"] for r in held_out}

@@ -36,15 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sft = commands.add_parser(
-        "sft",
-        help="supervised instruction tuning (LoRA / QLoRA)",
-        description="Supervised instruction tuning on conversations ({'messages': [...]}) or raw text ({'text': ...}).",
-        epilog=STAGE_EPILOG.format(stage="sft"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sft.add_argument("items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides")
-    sft.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit")
+    stage_help = {
+        "sft": ("supervised instruction tuning (LoRA / QLoRA)",
+                "Supervised instruction tuning on conversations ({'messages': [...]}) or raw text ({'text': ...})."),
+        "rm": ("reward model on preference pairs (LoRA / QLoRA + score head)",
+               "Train a reward model on {'prompt','chosen','rejected'} pairs, starting from this run's sft stage."),
+    }
+    for stage, (short_help, description) in stage_help.items():
+        stage_parser = commands.add_parser(
+            stage,
+            help=short_help,
+            description=description,
+            epilog=STAGE_EPILOG.format(stage=stage),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        stage_parser.add_argument(
+            "items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides"
+        )
+        stage_parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit")
 
     generate = commands.add_parser(
         "generate",
@@ -68,6 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
     export.add_argument("--out", type=Path, required=True, help="new or empty output directory")
+    score = commands.add_parser(
+        "score",
+        help="run one scorer over a JSONL file",
+        description="Add a score to every line of a JSONL file.",
+        epilog="example:\n  alignpipe score reward runs/demo/rm --input pairs.jsonl --output scored.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scorers = score.add_subparsers(dest="scorer", required=True, metavar="SCORER")
+    reward = scorers.add_parser(
+        "reward",
+        help="reward-model scores",
+        description="Adds 'reward' to conversations ({'messages': [...]} or {'prompt', 'completion'}), or "
+        "'reward_chosen' and 'reward_rejected' to preference pairs.",
+    )
+    reward.add_argument("stage_dir", type=Path, help="an rm stage directory, e.g. runs/demo/rm")
+    reward.add_argument("--input", type=Path, required=True)
+    reward.add_argument("--output", type=Path, required=True)
+    reward.add_argument("--batch-size", type=int, default=8)
     return parser
 
 
@@ -86,9 +113,9 @@ def run_stage(stage: str, items: list[str], dry_run: bool) -> None:
     if dry_run:
         print("Dry run: recipe is valid; nothing loaded.")
         return
-    from alignpipe.stages import sft
+    from alignpipe.stages import rm, sft
 
-    sft.run(recipe)
+    {"sft": sft.run, "rm": rm.run}[stage](recipe)
 
 
 def quiet_libraries() -> None:
@@ -108,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
     try:
-        if args.command == "sft":
-            run_stage("sft", args.items, args.dry_run)
+        if args.command in ("sft", "rm"):
+            run_stage(args.command, args.items, args.dry_run)
         elif args.command == "generate":
             from alignpipe import models
 
@@ -120,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
 
             models.export_merged(args.stage_dir, args.out)
             print(f"Exported merged model to {args.out}")
+        elif args.command == "score":
+            from alignpipe.reward import score_file
+
+            count = score_file(args.stage_dir, args.input, args.output, args.batch_size)
+            print(f"Scored {count} lines -> {args.output}")
     except AlignpipeError as error:
         print(f"alignpipe: error: {error}", file=sys.stderr)
         return 2

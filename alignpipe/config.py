@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alignpipe.errors import AlignpipeError
 
-STAGES = ("sft",)
+STAGES = ("sft", "rm")
 
 
 class Section(BaseModel):
@@ -92,6 +92,17 @@ class SFTSettings(Section):
     packing: bool = Field(False, description="Pack several short examples into one max_length row.")
 
 
+class RMSettings(Section):
+    parent: str = Field(
+        "auto",
+        description="Stage to start from: 'auto' = this run's sft stage if it exists, else model.base; "
+        "'none' = model.base; or a stage directory.",
+    )
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0, description="Pulls rewards toward zero mean (Eisenstein et al. 2023); 0.01 is typical."
+    )
+
+
 class Recipe(Section):
     run: RunConfig = RunConfig()
     model: ModelConfig = ModelConfig()
@@ -99,6 +110,7 @@ class Recipe(Section):
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     sft: SFTSettings = SFTSettings()
+    rm: RMSettings = RMSettings()
 
 
 SHARED_SECTIONS = ("run", "model", "lora", "data", "train")

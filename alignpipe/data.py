@@ -63,10 +63,11 @@ def sft_record_problem(record: Any) -> str | None:
     return None
 
 
-def load_sft_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
+def load_valid_records(path: str | Path, problem_of: Any, skip_invalid: bool) -> list[Any]:
+    """Records for which problem_of(record) is None; a bad line stops the load, or is skipped and counted."""
     records, skipped = [], []
     for line_number, record in read_jsonl(path):
-        problem = sft_record_problem(record)
+        problem = problem_of(record)
         if problem is None:
             records.append(record)
         elif skip_invalid:
@@ -79,8 +80,12 @@ def load_sft_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any
         print(f"warning: skipped {len(skipped)} invalid line(s) in {path}; first: {skipped[0]}", flush=True)
     if not records:
         raise AlignpipeError(f"{path} holds no usable examples (empty file, or every line invalid).")
-    kinds = {"messages" in record for record in records}
-    if len(kinds) > 1:
+    return records
+
+
+def load_sft_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
+    records = load_valid_records(path, sft_record_problem, skip_invalid)
+    if len({"messages" in record for record in records}) > 1:
         raise AlignpipeError(f"{path} mixes 'messages' and 'text' records; use one format per file.")
     return records
 
@@ -147,3 +152,67 @@ def assistant_char_spans(messages: list[dict[str, str]], full_text: str, tokeniz
             )
         spans.append((len(before), len(through)))
     return spans
+
+
+def preference_record_problem(record: Any) -> str | None:
+    """Why a record is not a preference pair, or None. Accepts explicit-prompt, implicit-prompt and string pairs."""
+    if isinstance(record, _Invalid):
+        return record.reason
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    for key in ("chosen", "rejected"):
+        if key not in record:
+            return f"missing '{key}'"
+    kinds = {type(record[key]) for key in ("prompt", "chosen", "rejected") if key in record}
+    if kinds == {str}:
+        return None if record["chosen"].strip() and record["rejected"].strip() else "empty 'chosen' or 'rejected'"
+    if kinds != {list}:
+        return "'prompt', 'chosen' and 'rejected' must all be message lists or all be strings"
+    for key in ("prompt", "chosen", "rejected"):
+        for index, message in enumerate(record.get(key, [])):
+            if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+                return f"{key}[{index}] must be an object with a string 'content'"
+            if message.get("role") not in ROLES:
+                return f"{key}[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
+    if not record["chosen"] or not record["rejected"]:
+        return "'chosen' and 'rejected' must not be empty"
+    if "margin" in record and not isinstance(record["margin"], (int, float)):
+        return "'margin' must be a number"
+    return None
+
+
+def normalize_preference(record: dict[str, Any]) -> dict[str, Any]:
+    """One shape for every accepted format: {"prompt": [...], "chosen": [...], "rejected": [...]} (+ margin)."""
+    if isinstance(record["chosen"], str):
+        prompt = [{"role": "user", "content": record["prompt"]}] if record.get("prompt") else []
+        chosen = [{"role": "assistant", "content": record["chosen"]}]
+        rejected = [{"role": "assistant", "content": record["rejected"]}]
+    elif "prompt" in record:
+        prompt, chosen, rejected = record["prompt"], record["chosen"], record["rejected"]
+    else:  # implicit prompt: the shared leading messages are the prompt
+        shared = 0
+        while (
+            shared < min(len(record["chosen"]), len(record["rejected"])) - 1
+            and record["chosen"][shared] == record["rejected"][shared]
+        ):
+            shared += 1
+        prompt = record["chosen"][:shared]
+        chosen, rejected = record["chosen"][shared:], record["rejected"][shared:]
+    pair = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+    if "margin" in record:
+        pair["margin"] = float(record["margin"])
+    return pair
+
+
+def load_preference_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
+    """Validated, normalized pairs; pairs whose chosen equals rejected teach nothing and are skipped and counted."""
+    records = load_valid_records(path, preference_record_problem, skip_invalid)
+    normalized = [normalize_preference(record) for record in records]
+    pairs = [pair for pair in normalized if pair["chosen"] != pair["rejected"]]
+    if len(pairs) < len(normalized):
+        print(f"warning: skipped {len(normalized) - len(pairs)} pair(s) in {path} whose chosen equals rejected")
+    if not pairs:
+        raise AlignpipeError(f"{path} holds no usable preference pairs (every chosen equals its rejected).")
+    if len({"margin" in pair for pair in pairs}) > 1:
+        raise AlignpipeError(f"{path}: 'margin' must be given on every pair or on none.")
+    return pairs

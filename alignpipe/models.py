@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedTokenizerBase,
+)
 
 from alignpipe.config import LoraConfig, ModelConfig
 from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
@@ -73,13 +79,44 @@ def load_causal_lm(
     path: str, model_config: ModelConfig, dtype: torch.dtype = torch.bfloat16, for_training: bool = True
 ) -> Any:
     """The base model, quantized as the recipe says, on the GPU when there is one."""
+    return _load_pretrained(AutoModelForCausalLM, path, model_config, dtype, for_training, {})
+
+
+def load_sequence_classifier(
+    path: str,
+    model_config: ModelConfig,
+    tokenizer: PreTrainedTokenizerBase,
+    parent_adapter: Path | None,
+    dtype: torch.dtype = torch.bfloat16,
+) -> Any:
+    """A one-score head (reward model) on the base, with the parent stage's adapter merged in first.
+
+    Merging a LoRA adapter into a 4-bit layer dequantizes, adds and requantizes: a small, deterministic error, the
+    usual way to stack QLoRA stages, and the same at training and at reload time.
+    """
+    extra = {"num_labels": 1, "pad_token_id": tokenizer.pad_token_id}
+    # Scores must be reproducible on reload, so the CPU inference repacking stays off here (for_training=True).
+    model = _load_pretrained(AutoModelForSequenceClassification, path, model_config, dtype, True, extra)
+    if parent_adapter is not None:
+        from peft import PeftConfig, PeftModel
+
+        # The parent adapter was saved for a causal LM; as a plain (task-less) adapter it fits the same layers here.
+        adapter_config = PeftConfig.from_pretrained(str(parent_adapter))
+        adapter_config.task_type = None
+        model = PeftModel.from_pretrained(model, str(parent_adapter), config=adapter_config).merge_and_unload()
+    return model
+
+
+def _load_pretrained(
+    auto_class: Any, path: str, model_config: ModelConfig, dtype: torch.dtype, for_training: bool, extra: dict
+) -> Any:
     quantization = quantization_config(model_config.quantization)
-    kwargs: dict[str, Any] = {"dtype": dtype}
+    kwargs: dict[str, Any] = {"dtype": dtype, **extra}
     if quantization is not None:
         kwargs["quantization_config"] = quantization
         kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = auto_class.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as error:
         raise AlignpipeError(_load_failure(path, error)) from None
     if for_training and model_config.quantization == "4bit":

@@ -69,6 +69,38 @@ def refuse_finished(stage_dir: Path) -> None:
         )
 
 
+# Which stage kinds each stage may build on.
+ALLOWED_PARENTS = {"sft": (), "rm": ("sft",), "rlhf": ("sft",)}
+
+
+def resolve_parent(recipe: Recipe, stage: str, parent_setting: str) -> Path | None:
+    """The finished stage this one builds on, or None for the base model.
+
+    'auto' takes this run's sft stage when it exists, 'none' the base model, anything else is a stage directory.
+    Until the gate exists, a `trained` stage counts as promoted; a `blocked` one never does.
+    """
+    if parent_setting == "none":
+        return None
+    if parent_setting == "auto":
+        candidate = stage_dir_for(recipe, "sft")
+        if not candidate.exists():
+            print(f"No {candidate}: {stage} starts from the base model {recipe.model.base}.", flush=True)
+            return None
+    else:
+        candidate = Path(parent_setting)
+    manifest = read_manifest(candidate)
+    kind, status = manifest.get("stage"), manifest.get("status")
+    if kind not in ALLOWED_PARENTS[stage]:
+        allowed = " or ".join(ALLOWED_PARENTS[stage]) or "nothing (it starts from the base model)"
+        raise AlignpipeError(f"A {stage} stage cannot start from {candidate}, a {kind} stage; it builds on {allowed}.")
+    if status not in ("trained", "promoted"):
+        raise AlignpipeError(
+            f"{candidate} is not a finished, promoted stage (status {status}); finish it first, "
+            f"or set {stage}.parent=none to start from the base model."
+        )
+    return candidate
+
+
 def checkpoints_dir(stage_dir: Path) -> Path:
     return stage_dir / "checkpoints"
 

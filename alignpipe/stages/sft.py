@@ -13,16 +13,15 @@ import math
 import time
 from pathlib import Path
 
-import torch
 from trl import SFTConfig, SFTTrainer
 
 from alignpipe import data, models, runs
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
 from alignpipe.plots import save_training_curves
+from alignpipe.training import TORCH_DTYPES, common_training_arguments, resume_step
 
 STAGE = "sft"
-TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def run(recipe: Recipe) -> Path:
@@ -69,7 +68,7 @@ def run(recipe: Recipe) -> Path:
             metrics["eval_perplexity_base"] = math.exp(metrics["eval_loss_base"])
             runs.write_manifest(stage_dir, manifest)
         if resume_checkpoint is not None:
-            metrics["resumed_from_step"] = int(resume_checkpoint.name.rsplit("-", 1)[1])
+            metrics["resumed_from_step"] = resume_step(resume_checkpoint)
         started = time.perf_counter()
         train_output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
         metrics["train_loss"] = train_output.training_loss
@@ -91,37 +90,8 @@ def run(recipe: Recipe) -> Path:
 
 
 def sft_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -> SFTConfig:
-    train = recipe.train
-    periodic_eval = has_eval and train.eval_steps is not None
-    return SFTConfig(
-        output_dir=str(runs.checkpoints_dir(stage_dir)),
-        max_steps=train.max_steps,
-        num_train_epochs=train.epochs,
-        per_device_train_batch_size=train.batch_size,
-        per_device_eval_batch_size=train.batch_size,
-        gradient_accumulation_steps=train.gradient_accumulation_steps,
-        learning_rate=train.learning_rate,
-        lr_scheduler_type=train.lr_scheduler,
-        warmup_steps=train.warmup_steps,
-        optim=train.optimizer,
-        weight_decay=train.weight_decay,
-        max_grad_norm=train.max_grad_norm,
-        bf16=train.precision == "bf16",
-        fp16=train.precision == "fp16",
-        gradient_checkpointing=models.uses_gradient_checkpointing(recipe.model),
-        save_strategy="steps",
-        save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit,
-        eval_strategy="steps" if periodic_eval else "no",
-        eval_steps=train.eval_steps if periodic_eval else None,
-        logging_steps=train.logging_steps,
-        report_to=train.report_to,
-        seed=recipe.run.seed,
-        use_cpu=not torch.cuda.is_available(),
-        # The dataset arrives tokenized, with our own assistant mask (see data.tokenize_sft).
-        max_length=train.max_length,
-        packing=recipe.sft.packing,
-    )
+    # The dataset arrives tokenized, with our own assistant mask (see data.tokenize_sft).
+    return SFTConfig(**common_training_arguments(recipe, stage_dir, has_eval), packing=recipe.sft.packing)
 
 
 def print_summary(stage_dir: Path, metrics: dict[str, float]) -> None:

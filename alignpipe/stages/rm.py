@@ -1,0 +1,107 @@
+"""Reward-model (RM) training: a one-score head with LoRA on the SFT model, on TRL's RewardTrainer.
+
+    alignpipe rm recipes/demo.yaml            # after `alignpipe sft recipes/demo.yaml`
+    alignpipe rm recipes/demo.yaml rm.parent=none train.max_steps=5
+
+Reads like a recipe: find the parent (this run's sft stage, or the base), load tokenizer and preference pairs,
+load the base with the parent's adapter merged and a fresh score head, measure the untrained head on held-out
+pairs, train with the Bradley-Terry loss, measure again, save adapter + head + tokenizer, record.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from datasets import Dataset
+from transformers import set_seed
+from trl import RewardConfig, RewardTrainer
+
+from alignpipe import data, models, runs
+from alignpipe.config import Recipe
+from alignpipe.errors import AlignpipeError
+from alignpipe.plots import save_training_curves
+from alignpipe.reward import pair_metrics, score_pairs
+from alignpipe.training import TORCH_DTYPES, common_training_arguments, resume_step
+
+STAGE = "rm"
+
+
+def run(recipe: Recipe) -> Path:
+    runs.refuse_finished(runs.stage_dir_for(recipe, STAGE))
+    parent = runs.resolve_parent(recipe, STAGE, recipe.rm.parent)
+
+    # The parent's tokenizer carries the chat template it was trained with.
+    base_path = models.resolve_base(recipe.model.base)
+    if parent is not None:
+        tokenizer = models.load_tokenizer(str(parent / "adapter"))
+    else:
+        tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
+    if recipe.data.train is None:
+        raise AlignpipeError("data.train is not set for rm: give a JSONL file of prompt/chosen/rejected pairs.")
+    train_pairs = data.load_preference_records(recipe.data.train, recipe.data.skip_invalid)
+    if recipe.data.eval is not None:
+        eval_pairs = data.load_preference_records(recipe.data.eval, recipe.data.skip_invalid)
+    else:
+        train_pairs, eval_pairs = data.split_train_eval(train_pairs, recipe.data.eval_fraction, recipe.run.seed)
+    print(f"Data: {len(train_pairs)} training and {len(eval_pairs)} held-out preference pairs", flush=True)
+
+    set_seed(recipe.run.seed)  # the score head is initialised at load time
+    parent_adapter = parent / "adapter" if parent is not None else None
+    model = models.load_sequence_classifier(
+        base_path, recipe.model, tokenizer, parent_adapter, dtype=TORCH_DTYPES[recipe.train.precision]
+    )
+
+    stage_dir, resume_checkpoint = runs.open_stage_dir(recipe, STAGE)
+    previous = runs.read_manifest(stage_dir) if resume_checkpoint else {}
+    manifest = runs.new_manifest(
+        STAGE, recipe, parent=parent, data_files={"train": recipe.data.train, "eval": recipe.data.eval}, previous=previous
+    )
+    runs.write_manifest(stage_dir, manifest)
+
+    args = RewardConfig(
+        **common_training_arguments(recipe, stage_dir, has_eval=bool(eval_pairs)),
+        center_rewards_coefficient=recipe.rm.center_rewards_coefficient,
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_pairs),
+        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        processing_class=tokenizer,
+        peft_config=models.lora_config(recipe.lora, task_type="SEQ_CLS"),  # SEQ_CLS trains the score head in full
+    )
+    metrics = manifest["metrics"]
+    try:
+        if eval_pairs and "eval_accuracy_base" not in metrics:
+            # The untrained head is the baseline: a random direction, about 50% pairwise accuracy.
+            metrics["eval_accuracy_base"] = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs))["accuracy"]
+            runs.write_manifest(stage_dir, manifest)
+        if resume_checkpoint is not None:
+            metrics["resumed_from_step"] = resume_step(resume_checkpoint)
+        started = time.perf_counter()
+        train_output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
+        metrics["train_loss"] = train_output.training_loss
+        metrics["global_step"] = train_output.global_step
+        metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+        # Without eval pairs the training pairs give the normalisation statistics RLHF needs.
+        measured = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs or train_pairs))
+        measured_on = "eval" if eval_pairs else "train"
+        metrics[f"{measured_on}_accuracy"] = measured["accuracy"]
+        metrics[f"{measured_on}_margin_mean"] = measured["margin_mean"]
+        metrics["reward_mean"] = measured["reward_mean"]
+        metrics["reward_std"] = measured["reward_std"]
+        trainer.save_model(str(stage_dir / "adapter"))  # LoRA + full score head + tokenizer
+    except BaseException as error:
+        runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
+        raise
+
+    save_training_curves(trainer.state.log_history, stage_dir / "loss.png", title=f"{recipe.run.name}: rm")
+    runs.update_manifest(stage_dir, status="trained", metrics=metrics, finished_at=runs.now())
+    runs.remove_checkpoints(stage_dir)
+    print(f"\nReward model finished: {stage_dir} (status trained)")
+    if "eval_accuracy" in metrics:
+        print(f"  held-out pairwise accuracy {metrics['eval_accuracy_base']:.3f} (untrained head) -> "
+              f"{metrics['eval_accuracy']:.3f}; mean margin {metrics['eval_margin_mean']:.2f}")
+    print(f"  reward mean {metrics['reward_mean']:.3f}, std {metrics['reward_std']:.3f}; adapter: {stage_dir / 'adapter'}")
+    return stage_dir

@@ -1,0 +1,50 @@
+"""The Trainer settings every stage shares, from the recipe's `train` section (TRL configs add their own)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignpipe import models, runs
+from alignpipe.config import Recipe
+
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def common_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -> dict[str, Any]:
+    """Keyword values for any TRL config (SFTConfig, RewardConfig, DPOConfig, ...), all of them explicit."""
+    train = recipe.train
+    periodic_eval = has_eval and train.eval_steps is not None
+    return {
+        "output_dir": str(runs.checkpoints_dir(stage_dir)),
+        "max_steps": train.max_steps,
+        "num_train_epochs": train.epochs,
+        "per_device_train_batch_size": train.batch_size,
+        "per_device_eval_batch_size": train.batch_size,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "learning_rate": train.learning_rate,
+        "lr_scheduler_type": train.lr_scheduler,
+        "warmup_steps": train.warmup_steps,
+        "optim": train.optimizer,
+        "weight_decay": train.weight_decay,
+        "max_grad_norm": train.max_grad_norm,
+        "bf16": train.precision == "bf16",
+        "fp16": train.precision == "fp16",
+        "gradient_checkpointing": models.uses_gradient_checkpointing(recipe.model),
+        "save_strategy": "steps",
+        "save_steps": train.save_steps,
+        "save_total_limit": train.save_total_limit,
+        "eval_strategy": "steps" if periodic_eval else "no",
+        "eval_steps": train.eval_steps if periodic_eval else None,
+        "logging_steps": train.logging_steps,
+        "report_to": train.report_to,
+        "seed": recipe.run.seed,
+        "use_cpu": not torch.cuda.is_available(),
+        "max_length": train.max_length,
+    }
+
+
+def resume_step(checkpoint: Path | None) -> int | None:
+    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint is not None else None

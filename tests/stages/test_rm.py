@@ -1,0 +1,124 @@
+"""Reward model on the tiny local model: it learns a separable set, reloads identically, scores files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alignpipe import cli
+from alignpipe.reward import load_reward_model
+from conftest import write_jsonl
+
+POLITE = ["The warranty is two years.", "Hold Temp and Power for ten seconds.", "保証期間は2年間です。"]
+RUDE = ["Go away.", "Read the manual yourself.", "知らないよ。"]
+
+
+def separable_pairs(n: int) -> list[dict]:
+    questions = ["What is the warranty?", "How do I reset the kettle?", "保証期間は？", "Hello"]
+    return [
+        {
+            "prompt": [{"role": "user", "content": questions[i % len(questions)]}],
+            "chosen": [{"role": "assistant", "content": POLITE[i % len(POLITE)]}],
+            "rejected": [{"role": "assistant", "content": RUDE[(i // 2) % len(RUDE)]}],
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def rm_recipe(tmp_path, tiny_recipe) -> Path:
+    train = write_jsonl(tmp_path / "pairs_train.jsonl", separable_pairs(48))
+    held_out = write_jsonl(tmp_path / "pairs_eval.jsonl", separable_pairs(12))
+    text = tiny_recipe.read_text() + f"""
+rm:
+  data: {{train: {train}, eval: {held_out}}}
+  train: {{max_steps: 30, learning_rate: 1.0e-2}}
+"""
+    tiny_recipe.write_text(text)
+    return tiny_recipe
+
+
+def rm_dir(recipe: Path, name: str = "tiny") -> Path:
+    return recipe.parent / "runs" / name / "rm"
+
+
+def test_rm_learns_and_reloads_with_identical_scores(rm_recipe, tmp_path, capsys):
+    assert cli.main(["sft", str(rm_recipe), "train.max_steps=2"]) == 0
+    assert cli.main(["rm", str(rm_recipe)]) == 0
+    manifest = json.loads((rm_dir(rm_recipe) / "manifest.json").read_text())
+    metrics = manifest["metrics"]
+    assert manifest["parent"] == str(rm_recipe.parent / "runs" / "tiny" / "sft")
+    assert metrics["eval_accuracy"] >= 0.9 > metrics["eval_accuracy_base"] + 0.2
+    assert metrics["eval_margin_mean"] > 0 and metrics["reward_std"] > 0
+
+    reward_model = load_reward_model(rm_dir(rm_recipe))
+    pairs = separable_pairs(12)
+    chosen = reward_model.score([p["prompt"] + p["chosen"] for p in pairs])
+    rejected = reward_model.score([p["prompt"] + p["rejected"] for p in pairs])
+    accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)
+    assert accuracy == pytest.approx(metrics["eval_accuracy"])  # the reloaded model is the trained one
+    assert reward_model.reward_mean == pytest.approx(metrics["reward_mean"])
+
+    # `alignpipe score reward` on pairs and on conversations, deterministic across two calls
+    inputs = write_jsonl(tmp_path / "to_score.jsonl", pairs[:2] + [
+        {"messages": pairs[0]["prompt"] + pairs[0]["chosen"], "id": "keep-me"},
+        {"prompt": "What is the warranty?", "completion": "Go away."},
+    ])
+    for out in ("scored1.jsonl", "scored2.jsonl"):
+        assert cli.main(["score", "reward", str(rm_dir(rm_recipe)), "--input", str(inputs), "--output", str(tmp_path / out)]) == 0
+    first = [json.loads(line) for line in (tmp_path / "scored1.jsonl").read_text().splitlines()]
+    second = [json.loads(line) for line in (tmp_path / "scored2.jsonl").read_text().splitlines()]
+    assert first == second
+    assert first[0]["reward_chosen"] == pytest.approx(chosen[0], abs=1e-4)
+    assert first[2]["id"] == "keep-me" and first[2]["reward"] == pytest.approx(chosen[0], abs=1e-4)
+    assert "reward" in first[3]
+
+
+def test_rm_from_the_base_model_with_margin_and_string_pairs(rm_recipe, tmp_path):
+    rows = [{"prompt": p["prompt"][0]["content"], "chosen": p["chosen"][0]["content"],
+             "rejected": p["rejected"][0]["content"], "margin": 1.0} for p in separable_pairs(16)]
+    train = write_jsonl(tmp_path / "strings.jsonl", rows)
+    assert cli.main(["rm", str(rm_recipe), "rm.parent=none", f"data.train={train}", "data.eval=null",
+                     "train.max_steps=3", "rm.center_rewards_coefficient=0.01"]) == 0
+    manifest = json.loads((rm_dir(rm_recipe) / "manifest.json").read_text())
+    assert manifest["parent"] is None and "train_accuracy" in manifest["metrics"]
+
+
+def test_implicit_prompt_pairs_are_split_at_the_shared_prefix():
+    from alignpipe.data import normalize_preference
+
+    user = {"role": "user", "content": "hi"}
+    pair = normalize_preference({"chosen": [user, {"role": "assistant", "content": "hello"}],
+                                 "rejected": [user, {"role": "assistant", "content": "go away"}]})
+    assert pair["prompt"] == [user] and pair["chosen"] == [{"role": "assistant", "content": "hello"}]
+
+
+def fails_cleanly(capsys, *argv) -> str:
+    assert cli.main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_rm_bad_inputs(rm_recipe, tmp_path, capsys):
+    same = separable_pairs(4)
+    same[1]["rejected"] = same[1]["chosen"]
+    path = write_jsonl(tmp_path / "same.jsonl", same)
+    assert cli.main(["rm", str(rm_recipe), "rm.parent=none", f"data.train={path}", "train.max_steps=1"]) == 0
+    assert "skipped 1 pair(s)" in capsys.readouterr().out
+
+    missing = write_jsonl(tmp_path / "missing.jsonl", [{"prompt": "q", "chosen": "a"}])
+    err = fails_cleanly(capsys, "rm", rm_recipe, "rm.parent=none", f"data.train={missing}", "run.name=b")
+    assert f"{missing}:1: missing 'rejected'" in err
+
+    unfinished = tmp_path / "runs" / "tiny2" / "sft"
+    unfinished.mkdir(parents=True)
+    (unfinished / "manifest.json").write_text(json.dumps({"stage": "sft", "status": "running"}))
+    assert "not a finished" in fails_cleanly(capsys, "rm", rm_recipe, f"rm.parent={unfinished}", "run.name=c")
+
+    rlhf = tmp_path / "runs" / "tiny3" / "rlhf"
+    rlhf.mkdir(parents=True)
+    (rlhf / "manifest.json").write_text(json.dumps({"stage": "rlhf", "status": "trained"}))
+    assert "cannot start from" in fails_cleanly(capsys, "rm", rm_recipe, f"rm.parent={rlhf}", "run.name=d")

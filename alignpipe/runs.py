@@ -192,5 +192,10 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def remove_checkpoints(stage_dir: Path) -> None:
+def finish_stage(stage_dir: Path, metrics: dict[str, Any], log_history: list[dict[str, Any]], title: str) -> None:
+    """Curves, status `trained` (the gate decides promotion), and the checkpoints go: the adapter is saved."""
+    from alignpipe.plots import save_training_curves
+
+    save_training_curves(log_history, stage_dir / "loss.png", title=title)
+    update_manifest(stage_dir, status="trained", metrics=metrics, finished_at=now())
     shutil.rmtree(checkpoints_dir(stage_dir), ignore_errors=True)

@@ -19,8 +19,6 @@ from trl import RewardConfig, RewardTrainer
 
 from alignpipe import data, models, runs
 from alignpipe.config import Recipe
-from alignpipe.errors import AlignpipeError
-from alignpipe.plots import save_training_curves
 from alignpipe.reward import pair_metrics, score_pairs
 from alignpipe.training import TORCH_DTYPES, common_training_arguments, resume_step
 
@@ -37,13 +35,9 @@ def run(recipe: Recipe) -> Path:
         tokenizer = models.load_tokenizer(str(parent / "adapter"))
     else:
         tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
-    if recipe.data.train is None:
-        raise AlignpipeError("data.train is not set for rm: give a JSONL file of prompt/chosen/rejected pairs.")
-    train_pairs = data.load_preference_records(recipe.data.train, recipe.data.skip_invalid)
-    if recipe.data.eval is not None:
-        eval_pairs = data.load_preference_records(recipe.data.eval, recipe.data.skip_invalid)
-    else:
-        train_pairs, eval_pairs = data.split_train_eval(train_pairs, recipe.data.eval_fraction, recipe.run.seed)
+    train_pairs, eval_pairs = data.load_train_and_eval(
+        recipe.data, recipe.run.seed, data.load_preference_records, what="prompt/chosen/rejected pairs"
+    )
     print(f"Data: {len(train_pairs)} training and {len(eval_pairs)} held-out preference pairs", flush=True)
 
     set_seed(recipe.run.seed)  # the score head is initialised at load time
@@ -96,9 +90,7 @@ def run(recipe: Recipe) -> Path:
         runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
         raise
 
-    save_training_curves(trainer.state.log_history, stage_dir / "loss.png", title=f"{recipe.run.name}: rm")
-    runs.update_manifest(stage_dir, status="trained", metrics=metrics, finished_at=runs.now())
-    runs.remove_checkpoints(stage_dir)
+    runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=f"{recipe.run.name}: rm")
     print(f"\nReward model finished: {stage_dir} (status trained)")
     if "eval_accuracy" in metrics:
         print(f"  held-out pairwise accuracy {metrics['eval_accuracy_base']:.3f} (untrained head) -> "

@@ -17,8 +17,6 @@ from trl import SFTConfig, SFTTrainer
 
 from alignpipe import data, models, runs
 from alignpipe.config import Recipe
-from alignpipe.errors import AlignpipeError
-from alignpipe.plots import save_training_curves
 from alignpipe.training import TORCH_DTYPES, common_training_arguments, resume_step
 
 STAGE = "sft"
@@ -30,13 +28,9 @@ def run(recipe: Recipe) -> Path:
     # Tokenizer and data first: they are cheap, and most user errors live there.
     base_path = models.resolve_base(recipe.model.base)
     tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
-    if recipe.data.train is None:
-        raise AlignpipeError("data.train is not set: give a JSONL file of {\"messages\": [...]} or {\"text\": ...}.")
-    train_records = data.load_sft_records(recipe.data.train, recipe.data.skip_invalid)
-    if recipe.data.eval is not None:
-        eval_records = data.load_sft_records(recipe.data.eval, recipe.data.skip_invalid)
-    else:
-        train_records, eval_records = data.split_train_eval(train_records, recipe.data.eval_fraction, recipe.run.seed)
+    train_records, eval_records = data.load_train_and_eval(
+        recipe.data, recipe.run.seed, data.load_sft_records, what='{"messages": [...]} or {"text": ...} records'
+    )
     assistant_only = recipe.sft.assistant_only_loss and "messages" in train_records[0]
     train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only)
     eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only) if eval_records else None
@@ -82,9 +76,7 @@ def run(recipe: Recipe) -> Path:
         runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
         raise
 
-    save_training_curves(trainer.state.log_history, stage_dir / "loss.png", title=f"{recipe.run.name}: sft")
-    runs.update_manifest(stage_dir, status="trained", metrics=metrics, finished_at=runs.now())
-    runs.remove_checkpoints(stage_dir)
+    runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=f"{recipe.run.name}: sft")
     print_summary(stage_dir, metrics)
     return stage_dir
 

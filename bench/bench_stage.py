@@ -1,7 +1,8 @@
-"""Benchmark: seconds per step and peak memory of the demo SFT, with and without 4-bit.
+"""Benchmark: seconds per step and peak memory of a demo stage (sft or rm), with and without 4-bit.
 
-    make bench-sft                 # 10 steps each on the embedded model
-    python bench/bench_sft.py 30   # more steps, steadier numbers
+    make bench-sft                      # 10 steps each on the embedded model
+    make bench-rm                       # the reward model, from the base model (rm.parent=none)
+    python bench/bench_stage.py sft 30  # more steps, steadier numbers
 
 Each run is a separate process, so its peak RSS (CPU) is its own; on a GPU the peak CUDA memory is printed too.
 Numbers are printed, not asserted: speed targets live here, never in unit tests.
@@ -19,18 +20,20 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_once(quantization: str, steps: int, output_root: Path) -> dict[str, float]:
+def run_once(stage: str, quantization: str, steps: int, output_root: Path) -> dict[str, float]:
     name = f"bench-{quantization}"
     command = [
-        sys.executable, "-m", "alignpipe.cli", "sft", "recipes/demo.yaml",
+        sys.executable, "-m", "alignpipe.cli", stage, "recipes/demo.yaml",
         f"model.quantization={quantization}", f"train.max_steps={steps}",
         "train.save_steps=100000", "data.eval=null", f"run.output_root={output_root}", f"run.name={name}",
     ]
+    if stage == "rm":
+        command.append("rm.parent=none")
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
         raise SystemExit(f"{quantization} run failed:\n{process.stderr.read()[-3000:]}")
-    metrics = json.loads((output_root / name / "sft" / "manifest.json").read_text())["metrics"]
+    metrics = json.loads((output_root / name / stage / "manifest.json").read_text())["metrics"]
     return {
         "seconds_per_step": metrics["train_seconds"] / metrics["global_step"],
         "peak_rss_gb": usage.ru_maxrss / 1024**2,  # Linux reports KiB
@@ -38,10 +41,11 @@ def run_once(quantization: str, steps: int, output_root: Path) -> dict[str, floa
 
 
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    print(f"Demo SFT on the embedded SmolLM2-135M, {steps} steps, batch 4, max_length 256 (recipes/demo.yaml)")
+    stage = sys.argv[1] if len(sys.argv) > 1 else "sft"
+    steps = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    print(f"Demo {stage} on the embedded SmolLM2-135M, {steps} steps, batch 4, max_length 256 (recipes/demo.yaml)")
     with tempfile.TemporaryDirectory() as output_root:
-        results = {q: run_once(q, steps, Path(output_root)) for q in ("4bit", "none")}
+        results = {q: run_once(stage, q, steps, Path(output_root)) for q in ("4bit", "none")}
     print(f"{'quantization':<14}{'s/step':>10}{'peak RSS GB':>14}")
     for quantization, result in results.items():
         print(f"{quantization:<14}{result['seconds_per_step']:>10.2f}{result['peak_rss_gb']:>14.2f}")

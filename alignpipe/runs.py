@@ -192,6 +192,16 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def start_stage(recipe: Recipe, stage: str, parent: Path | None) -> tuple[Path, Path | None, dict[str, Any]]:
+    """Open the stage directory and write its `running` manifest; a resumed stage keeps its earlier metrics."""
+    stage_dir, resume_checkpoint = open_stage_dir(recipe, stage)
+    previous = read_manifest(stage_dir) if resume_checkpoint else {}
+    data_files = {"train": recipe.data.train, "eval": recipe.data.eval}
+    manifest = new_manifest(stage, recipe, parent=parent, data_files=data_files, previous=previous)
+    write_manifest(stage_dir, manifest)
+    return stage_dir, resume_checkpoint, manifest
+
+
 def finish_stage(stage_dir: Path, metrics: dict[str, Any], log_history: list[dict[str, Any]], title: str) -> None:
     """Curves, status `trained` (the gate decides promotion), and the checkpoints go: the adapter is saved."""
     from alignpipe.plots import save_training_curves

@@ -46,12 +46,7 @@ def run(recipe: Recipe) -> Path:
         base_path, recipe.model, tokenizer, parent_adapter, dtype=TORCH_DTYPES[recipe.train.precision]
     )
 
-    stage_dir, resume_checkpoint = runs.open_stage_dir(recipe, STAGE)
-    previous = runs.read_manifest(stage_dir) if resume_checkpoint else {}
-    manifest = runs.new_manifest(
-        STAGE, recipe, parent=parent, data_files={"train": recipe.data.train, "eval": recipe.data.eval}, previous=previous
-    )
-    runs.write_manifest(stage_dir, manifest)
+    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent)
 
     args = RewardConfig(
         **common_training_arguments(recipe, stage_dir, has_eval=bool(eval_pairs)),

@@ -38,12 +38,7 @@ def run(recipe: Recipe) -> Path:
 
     model = models.load_causal_lm(base_path, recipe.model, dtype=TORCH_DTYPES[recipe.train.precision])
 
-    stage_dir, resume_checkpoint = runs.open_stage_dir(recipe, STAGE)
-    previous = runs.read_manifest(stage_dir) if resume_checkpoint else {}
-    manifest = runs.new_manifest(
-        STAGE, recipe, parent=None, data_files={"train": recipe.data.train, "eval": recipe.data.eval}, previous=previous
-    )
-    runs.write_manifest(stage_dir, manifest)
+    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=None)
 
     trainer = SFTTrainer(
         model=model,

@@ -30,7 +30,7 @@ def stage_dir_of(tiny_recipe: Path, name: str = "tiny") -> Path:
     return tiny_recipe.parent / "runs" / name / "sft"
 
 
-@pytest.mark.parametrize("quantization", ["none", "4bit"])
+@pytest.mark.parametrize("quantization", ["none", "4bit", "8bit"])
 def test_sft_trains_and_writes_a_complete_run_directory(tiny_recipe, quantization):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,5 +47,12 @@ def common_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -
     }
 
 
-def resume_step(checkpoint: Path | None) -> int | None:
-    return int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint is not None else None
+def train_and_record(trainer: Any, resume_checkpoint: Path | None, metrics: dict[str, Any]) -> None:
+    """Train, resuming from the checkpoint when there is one, and record steps, loss and time in metrics."""
+    if resume_checkpoint is not None:
+        metrics["resumed_from_step"] = int(resume_checkpoint.name.rsplit("-", 1)[1])
+    started = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
+    metrics["train_loss"] = output.training_loss
+    metrics["global_step"] = output.global_step
+    metrics["train_seconds"] = round(time.perf_counter() - started, 1)

@@ -10,7 +10,6 @@ pairs, train with the Bradley-Terry loss, measure again, save adapter + head + t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from datasets import Dataset
@@ -20,7 +19,7 @@ from trl import RewardConfig, RewardTrainer
 from alignpipe import data, models, runs
 from alignpipe.config import Recipe
 from alignpipe.reward import pair_metrics, score_pairs
-from alignpipe.training import TORCH_DTYPES, common_training_arguments, resume_step
+from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
 
 STAGE = "rm"
 
@@ -66,13 +65,7 @@ def run(recipe: Recipe) -> Path:
             # The untrained head is the baseline: a random direction, about 50% pairwise accuracy.
             metrics["eval_accuracy_base"] = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs))["accuracy"]
             runs.write_manifest(stage_dir, manifest)
-        if resume_checkpoint is not None:
-            metrics["resumed_from_step"] = resume_step(resume_checkpoint)
-        started = time.perf_counter()
-        train_output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
-        metrics["train_loss"] = train_output.training_loss
-        metrics["global_step"] = train_output.global_step
-        metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+        train_and_record(trainer, resume_checkpoint, metrics)
         # Without eval pairs the training pairs give the normalisation statistics RLHF needs.
         measured = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs or train_pairs))
         measured_on = "eval" if eval_pairs else "train"

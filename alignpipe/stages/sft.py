@@ -10,14 +10,13 @@ measure the base on held-out data, train (resuming when a checkpoint exists), me
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 from trl import SFTConfig, SFTTrainer
 
 from alignpipe import data, models, runs
 from alignpipe.config import Recipe
-from alignpipe.training import TORCH_DTYPES, common_training_arguments, resume_step
+from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
 
 STAGE = "sft"
 
@@ -56,13 +55,7 @@ def run(recipe: Recipe) -> Path:
             metrics["eval_loss_base"] = trainer.evaluate()["eval_loss"]
             metrics["eval_perplexity_base"] = math.exp(metrics["eval_loss_base"])
             runs.write_manifest(stage_dir, manifest)
-        if resume_checkpoint is not None:
-            metrics["resumed_from_step"] = resume_step(resume_checkpoint)
-        started = time.perf_counter()
-        train_output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
-        metrics["train_loss"] = train_output.training_loss
-        metrics["global_step"] = train_output.global_step
-        metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+        train_and_record(trainer, resume_checkpoint, metrics)
         if eval_dataset is not None:
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
             metrics["eval_perplexity"] = math.exp(metrics["eval_loss"])

@@ -555,11 +555,15 @@ def main() -> None:
 
     rng.shuffle(train)
     rng.shuffle(held_out)
-    for name, records in (("sft_train.jsonl", train), ("sft_eval.jsonl", held_out)):
-        with (HERE / name).open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        print(f"wrote {HERE / name}: {len(records)} examples")
+    write_jsonl("sft_train.jsonl", train, "examples")
+    write_jsonl("sft_eval.jsonl", held_out, "examples")
+
+
+def write_jsonl(name: str, records: list[dict], noun: str) -> None:
+    with (HERE / name).open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    print(f"wrote {HERE / name}: {len(records)} {noun}")
 
 
 if __name__ == "__main__":

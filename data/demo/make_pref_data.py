@@ -18,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))  # the SFT generator next to this file; importing it writes nothing
-from make_demo_data import FACTS, SYSTEM  # noqa: E402
+from make_demo_data import FACTS, SYSTEM, write_jsonl  # noqa: E402
 
 MAX_TOKENS = 220  # estimated (estimate_tokens), prompt + the longer answer: system message only where it stays under
 HARD_MAX_TOKENS = 235  # estimated, never exceeded (the estimate runs up to ~7% high on long Japanese answers)
@@ -384,11 +384,8 @@ def main() -> None:
         assert len({json.dumps(r, ensure_ascii=False) for r in records}) == len(records), "duplicate pair"
     rng.shuffle(train)
     rng.shuffle(held_out)
-    for name, records in (("pref_train.jsonl", train), ("pref_eval.jsonl", held_out)):
-        with (HERE / name).open("w", encoding="utf-8") as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        print(f"wrote {HERE / name}: {len(records)} pairs")
+    write_jsonl("pref_train.jsonl", train, "pairs")
+    write_jsonl("pref_eval.jsonl", held_out, "pairs")
 
 
 if __name__ == "__main__":

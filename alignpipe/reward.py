@@ -15,6 +15,7 @@ import torch
 from alignpipe import models, runs
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
+from alignpipe.training import TORCH_DTYPES
 
 Conversation = list[dict[str, str]]
 
@@ -43,7 +44,14 @@ def load_reward_model(stage_dir: Path) -> RewardModel:
     adapter_dir = Path(stage_dir) / "adapter"
     tokenizer = models.load_tokenizer(str(adapter_dir))
     parent_adapter = Path(manifest["parent"]) / "adapter" if manifest["parent"] else None
-    base = models.load_sequence_classifier(models.resolve_base(recipe.model.base), recipe.model, tokenizer, parent_adapter)
+    # Same dtype as at training time, so that reloaded scores are the trained model's scores.
+    base = models.load_sequence_classifier(
+        models.resolve_base(recipe.model.base),
+        recipe.model,
+        tokenizer,
+        parent_adapter,
+        dtype=TORCH_DTYPES[recipe.train.precision],
+    )
     model = PeftModel.from_pretrained(base, str(adapter_dir))
     model.eval()
     metrics = manifest["metrics"]

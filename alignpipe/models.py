@@ -164,6 +164,8 @@ def load_stage_for_inference(stage_dir: Path, quantization: str | None = None) -
     from alignpipe.runs import read_manifest
 
     manifest = read_manifest(stage_dir)
+    if manifest.get("stage") == "rm":
+        raise AlignpipeError(f"{stage_dir} is a reward model: it scores, it does not generate (alignpipe score reward).")
     recipe = Recipe.model_validate(manifest["recipe"])
     model_config = recipe.model.model_copy(update={"quantization": quantization or recipe.model.quantization})
     adapter_dir = stage_dir / "adapter"

@@ -75,6 +75,9 @@ def test_rm_learns_and_reloads_with_identical_scores(rm_recipe, tmp_path, capsys
     assert first[2]["id"] == "keep-me" and first[2]["reward"] == pytest.approx(chosen[0], abs=1e-4)
     assert "reward" in first[3]
 
+    assert cli.main(["generate", str(rm_dir(rm_recipe)), "hello"]) == 2  # a reward model does not generate
+    assert "it does not generate" in capsys.readouterr().err
+
 
 def test_rm_from_the_base_model_with_margin_and_string_pairs(rm_recipe, tmp_path):
     rows = [{"prompt": p["prompt"][0]["content"], "chosen": p["chosen"][0]["content"],

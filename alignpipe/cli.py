@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "Supervised instruction tuning on conversations ({'messages': [...]}) or raw text ({'text': ...})."),
         "rm": ("reward model on preference pairs (LoRA / QLoRA + score head)",
                "Train a reward model on {'prompt','chosen','rejected'} pairs, starting from this run's sft stage."),
+        "rlhf": ("align the sft policy: dpo/kto/orpo/simpo offline, grpo/rloo online with the reward model",
+                 "Align this run's sft policy. rlhf.algorithm: dpo (rlhf.loss_type: sigmoid, ipo, hinge, robust, ...), "
+                 "kto, orpo, simpo learn from preference data; grpo and rloo sample answers to prompts and reinforce "
+                 "what this run's reward model scores high, with a KL pull (rlhf.beta) to the sft policy. Afterwards "
+                 "held-out prompts are answered before and after, scored, and written to samples.jsonl."),
     }
     for stage, (short_help, description) in stage_help.items():
         stage_parser = commands.add_parser(
@@ -113,9 +118,9 @@ def run_stage(stage: str, items: list[str], dry_run: bool) -> None:
     if dry_run:
         print("Dry run: recipe is valid; nothing loaded.")
         return
-    from alignpipe.stages import rm, sft
+    from alignpipe.stages import rlhf, rm, sft
 
-    {"sft": sft.run, "rm": rm.run}[stage](recipe)
+    {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
 
 
 def quiet_libraries() -> None:
@@ -135,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries()
     try:
-        if args.command in ("sft", "rm"):
+        if args.command in ("sft", "rm", "rlhf"):
             run_stage(args.command, args.items, args.dry_run)
         elif args.command == "generate":
             from alignpipe import models

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from alignpipe.errors import AlignpipeError
 
-STAGES = ("sft", "rm")
+STAGES = ("sft", "rm", "rlhf")
 
 
 class Section(BaseModel):
@@ -103,6 +103,64 @@ class RMSettings(Section):
     )
 
 
+OFFLINE_ALGORITHMS = ("dpo", "kto", "orpo", "simpo")  # learn from preference data
+ONLINE_ALGORITHMS = ("grpo", "rloo")  # generate, score with the reward model, reinforce
+RULE_REWARDS = ("length",)
+
+
+class RLHFSettings(Section):
+    algorithm: str = Field(
+        "dpo",
+        description="dpo | kto | orpo | simpo (offline, preference data) or grpo | rloo (online, prompts + the "
+        "run's reward model). ppo is not available: TRL removed its PPOTrainer; grpo and rloo are the PPO-style ones.",
+    )
+    parent: str = Field("auto", description="Policy to start from: 'auto' = this run's sft stage; 'none'; or a stage dir.")
+    reward_model: str = Field(
+        "auto",
+        description="rm stage that rewards online RL and measures every algorithm: 'auto' = this run's rm stage; "
+        "'none' (offline only; no reward evidence); or a stage directory.",
+    )
+    beta: float | None = Field(
+        None,
+        ge=0,
+        description="Strength of the pull to the reference (KL coefficient for grpo/rloo). Default per algorithm: "
+        "0.1 for dpo/kto/orpo (TRL), 2.0 for simpo (Meng et al. 2024), 0.04 for grpo (Shao et al. 2024), 0.05 rloo.",
+    )
+    loss_type: str | list[str] = Field(
+        "sigmoid", description="dpo only, passed to TRL: sigmoid (DPO), ipo, hinge, robust, apo_zero, ... or a list."
+    )
+    simpo_gamma: float = Field(0.5, description="simpo only: target reward margin (TRL's CPO simpo_gamma).")
+    num_generations: int = Field(4, ge=2, description="grpo/rloo: completions sampled per prompt (the group).")
+    max_completion_length: int = Field(64, ge=1, description="Tokens generated per completion (online RL and eval).")
+    temperature: float = Field(1.0, gt=0, description="grpo/rloo sampling temperature while training.")
+    rule_rewards: dict[str, float] = Field(
+        {}, description="Extra rewards and their weights for grpo/rloo, e.g. {length: 0.5}: -(answer tokens / 100)."
+    )
+    eval_prompts: int = Field(
+        64, ge=0, description="Held-out prompts answered before and after training to measure the reward gain."
+    )
+
+    @field_validator("algorithm")
+    @classmethod
+    def known_algorithm(cls, value: str) -> str:
+        if value == "ppo":
+            raise ValueError(
+                "ppo is not available: TRL (1.13+) no longer ships a PPO trainer and alignpipe does not own one yet. "
+                "Use grpo or rloo, the PPO-style online methods (clipped policy ratio, KL to the reference)"
+            )
+        if value not in OFFLINE_ALGORITHMS + ONLINE_ALGORITHMS:
+            raise ValueError(f"unknown algorithm; valid: {', '.join(OFFLINE_ALGORITHMS + ONLINE_ALGORITHMS)}")
+        return value
+
+    @field_validator("rule_rewards")
+    @classmethod
+    def known_rule_rewards(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(RULE_REWARDS))
+        if unknown:
+            raise ValueError(f"unknown rule reward(s) {', '.join(unknown)}; valid: {', '.join(RULE_REWARDS)}")
+        return value
+
+
 class Recipe(Section):
     run: RunConfig = RunConfig()
     model: ModelConfig = ModelConfig()
@@ -111,6 +169,7 @@ class Recipe(Section):
     train: TrainConfig = TrainConfig()
     sft: SFTSettings = SFTSettings()
     rm: RMSettings = RMSettings()
+    rlhf: RLHFSettings = RLHFSettings()
 
 
 SHARED_SECTIONS = ("run", "model", "lora", "data", "train")

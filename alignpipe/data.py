@@ -172,9 +172,11 @@ def preference_record_problem(record: Any) -> str | None:
         return record.reason
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
-    for key in ("chosen", "rejected"):
-        if key not in record:
-            return f"missing '{key}'"
+    missing = [key for key in ("chosen", "rejected") if key not in record]
+    if len(missing) == 2 and "prompt" in record:
+        return "missing 'chosen' and 'rejected': a prompt-only line suits online RL (rlhf.algorithm=grpo or rloo)"
+    if missing:
+        return f"missing '{missing[0]}'"
     kinds = {type(record[key]) for key in ("prompt", "chosen", "rejected") if key in record}
     if kinds == {str}:
         return None if record["chosen"].strip() and record["rejected"].strip() else "empty 'chosen' or 'rejected'"
@@ -228,3 +230,76 @@ def load_preference_records(path: str | Path, skip_invalid: bool) -> list[dict[s
     if len({"margin" in pair for pair in pairs}) > 1:
         raise AlignpipeError(f"{path}: 'margin' must be given on every pair or on none.")
     return pairs
+
+
+def messages_problem(messages: Any, key: str) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return f"'{key}' must be a non-empty string or list of messages"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            return f"{key}[{index}] must be an object with a string 'content'"
+        if message.get("role") not in ROLES:
+            return f"{key}[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
+    return None
+
+
+def as_messages(value: str | list[dict[str, str]], role: str) -> list[dict[str, str]]:
+    return [{"role": role, "content": value}] if isinstance(value, str) else value
+
+
+def prompt_record_problem(record: Any) -> str | None:
+    """Why a record gives no prompt for online RL, or None. Prompt-only lines, pairs and KTO lines all do."""
+    if isinstance(record, _Invalid):
+        return record.reason
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    if "prompt" not in record:
+        return "missing 'prompt' (a string or a list of messages)"
+    if isinstance(record["prompt"], str):
+        return None if record["prompt"].strip() else "empty 'prompt'"
+    return messages_problem(record["prompt"], "prompt")
+
+
+def load_prompt_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
+    """{"prompt": [messages]} records, each prompt once (pair files repeat prompts), in file order."""
+    records = load_valid_records(path, prompt_record_problem, skip_invalid)
+    if any("chosen" in record or "completion" in record for record in records):
+        print(f"note: online RL learns from prompts only; the answers in {path} are not used.", flush=True)
+    prompts: dict[str, dict[str, Any]] = {}
+    for record in records:
+        prompt = as_messages(record["prompt"], "user")
+        prompts.setdefault(json.dumps(prompt, ensure_ascii=False), {"prompt": prompt})
+    return list(prompts.values())
+
+
+def unpaired_record_problem(record: Any) -> str | None:
+    """Why a record is neither a KTO line {"prompt", "completion", "label"} nor a preference pair, or None."""
+    if isinstance(record, dict) and ("chosen" in record or "rejected" in record):
+        return preference_record_problem(record)
+    problem = prompt_record_problem(record)
+    if problem is not None:
+        return problem
+    if "completion" not in record or "label" not in record:
+        return "expected {'prompt', 'completion', 'label'} (KTO) or a preference pair {'prompt', 'chosen', 'rejected'}"
+    if not isinstance(record["label"], bool):
+        return "'label' must be true (desirable) or false (undesirable)"
+    if isinstance(record["completion"], str):
+        return None if record["completion"].strip() else "empty 'completion'"
+    return messages_problem(record["completion"], "completion")
+
+
+def load_unpaired_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
+    """KTO examples; a preference pair becomes two, its chosen desirable and its rejected undesirable."""
+    examples = []
+    for record in load_valid_records(path, unpaired_record_problem, skip_invalid):
+        if "chosen" in record:
+            pair = normalize_preference(record)
+            examples.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
+            examples.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
+        else:
+            prompt = as_messages(record["prompt"], "user")
+            examples.append({"prompt": prompt, "completion": as_messages(record["completion"], "assistant"),
+                             "label": record["label"]})
+    if len({example["label"] for example in examples}) < 2:
+        raise AlignpipeError(f"{path}: KTO needs both desirable (label true) and undesirable (label false) examples.")
+    return examples

@@ -48,6 +48,8 @@ def load_tokenizer(path: str, chat_template_file: str | None = None) -> PreTrain
             raise AlignpipeError(f"Chat template file not found: {template_path}")
         tokenizer.chat_template = template_path.read_text(encoding="utf-8")
     elif not tokenizer.chat_template:
+        print(f"warning: the tokenizer of {path} has no chat template; using alignpipe's default "
+              "(<|role|> turns ending in EOS). Set model.chat_template to use the model's own format.", flush=True)
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -97,14 +99,30 @@ def load_sequence_classifier(
     extra = {"num_labels": 1, "pad_token_id": tokenizer.pad_token_id}
     # Scores must be reproducible on reload, so the CPU inference repacking stays off here (for_training=True).
     model = _load_pretrained(AutoModelForSequenceClassification, path, model_config, dtype, True, extra)
-    if parent_adapter is not None:
-        from peft import PeftConfig, PeftModel
+    return merge_parent_adapter(model, parent_adapter)
 
-        # The parent adapter was saved for a causal LM; as a plain (task-less) adapter it fits the same layers here.
-        adapter_config = PeftConfig.from_pretrained(str(parent_adapter))
-        adapter_config.task_type = None
-        model = PeftModel.from_pretrained(model, str(parent_adapter), config=adapter_config).merge_and_unload()
-    return model
+
+def load_policy(
+    path: str, model_config: ModelConfig, parent_adapter: Path | None, dtype: torch.dtype, for_training: bool = True
+) -> Any:
+    """The causal LM a stage builds on: the base with its parent stage's adapter merged in.
+
+    The new stage then trains a fresh LoRA adapter on top, so "adapter disabled" is exactly the parent: that is
+    the reference model of DPO/GRPO, with no second copy of the weights in memory.
+    """
+    return merge_parent_adapter(load_causal_lm(path, model_config, dtype, for_training), parent_adapter)
+
+
+def merge_parent_adapter(model: Any, parent_adapter: Path | None) -> Any:
+    """Merge a trained stage's LoRA adapter into the weights (for 4-bit: dequantize, add, requantize)."""
+    if parent_adapter is None:
+        return model
+    from peft import PeftConfig, PeftModel
+
+    # A causal-LM adapter also fits a score-head model's layers when loaded as a plain (task-less) adapter.
+    adapter_config = PeftConfig.from_pretrained(str(parent_adapter))
+    adapter_config.task_type = None
+    return PeftModel.from_pretrained(model, str(parent_adapter), config=adapter_config).merge_and_unload()
 
 
 def _load_pretrained(
@@ -172,7 +190,11 @@ def load_stage_for_inference(stage_dir: Path, quantization: str | None = None) -
     if not (adapter_dir / "adapter_config.json").is_file():
         raise AlignpipeError(f"{stage_dir} has no trained adapter (adapter/adapter_config.json); is the stage finished?")
     tokenizer = load_tokenizer(str(adapter_dir))
-    base = load_causal_lm(resolve_base(recipe.model.base), model_config, dtype=torch.float32, for_training=False)
+    # An rlhf stage's adapter sits on top of its parent's (merged in at training time, merged in here too).
+    parent_adapter = Path(manifest["parent"]) / "adapter" if manifest.get("parent") else None
+    base = load_policy(
+        resolve_base(recipe.model.base), model_config, parent_adapter, dtype=torch.float32, for_training=False
+    )
     model = PeftModel.from_pretrained(base, str(adapter_dir))
     model.eval()
     return model, tokenizer

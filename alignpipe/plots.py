@@ -6,8 +6,15 @@ from pathlib import Path
 from typing import Any
 
 
-def save_training_curves(log_history: list[dict[str, Any]], path: Path, title: str) -> Path | None:
-    """Plot every logged loss-like series (train loss, eval loss, rewards...) against the step."""
+LOSS_SERIES = ("loss", "eval_loss")
+# TRL's names: GRPO/RLOO log the (weighted) reward of the sampled completions; DPO-family the implicit rewards.
+REWARD_SERIES = ("reward", "rewards/chosen", "rewards/rejected", "rewards/margins")
+
+
+def save_training_curves(
+    log_history: list[dict[str, Any]], path: Path, title: str, names: tuple[str, ...] = LOSS_SERIES
+) -> Path | None:
+    """Plot the logged series among `names` against the step; nothing is written when none was logged."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers
@@ -17,7 +24,7 @@ def save_training_curves(log_history: list[dict[str, Any]], path: Path, title: s
     for entry in log_history:
         step = entry.get("step")
         for key, value in entry.items():
-            if key in ("loss", "eval_loss") or key.startswith("reward"):
+            if key in names:
                 if step is not None and isinstance(value, (int, float)):
                     series.setdefault(key, []).append((step, float(value)))
     if not series:

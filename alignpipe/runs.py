@@ -101,6 +101,31 @@ def resolve_parent(recipe: Recipe, stage: str, parent_setting: str) -> Path | No
     return candidate
 
 
+def resolve_reward_model(recipe: Recipe, setting: str, required_by: str | None) -> Path | None:
+    """The finished rm stage that rewards (or measures) RLHF, or None when none is wanted or, if optional, found.
+
+    `required_by` names the algorithm that cannot run without one (online RL); offline algorithms only lose the
+    before/after reward measurement.
+    """
+    make_one = "Train one first with `alignpipe rm RECIPE` (or `make sft rm`), or set rlhf.reward_model to an rm stage directory."
+    if setting == "none":
+        if required_by:
+            raise AlignpipeError(f"rlhf.algorithm={required_by} is rewarded by a reward model, and rlhf.reward_model=none. {make_one}")
+        return None
+    candidate = stage_dir_for(recipe, "rm") if setting == "auto" else Path(setting)
+    if not (candidate / MANIFEST).is_file():
+        if required_by:
+            raise AlignpipeError(f"rlhf.algorithm={required_by} is rewarded by a reward model, and {candidate} holds none. {make_one}")
+        print(f"warning: no reward model at {candidate}: the before/after reward comparison is skipped.", flush=True)
+        return None
+    manifest = read_manifest(candidate)
+    if manifest.get("stage") != "rm":
+        raise AlignpipeError(f"rlhf.reward_model={candidate} is a {manifest.get('stage')} stage, not a reward model (rm).")
+    if manifest.get("status") not in ("trained", "promoted"):
+        raise AlignpipeError(f"The reward model {candidate} is not finished and promoted (status {manifest.get('status')}). {make_one}")
+    return candidate
+
+
 def checkpoints_dir(stage_dir: Path) -> Path:
     return stage_dir / "checkpoints"
 

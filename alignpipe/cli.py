@@ -114,7 +114,7 @@ def run_stage(stage: str, items: list[str], dry_run: bool) -> None:
 
     recipe_path, overrides = split_recipe_and_overrides(items)
     recipe = load_recipe(recipe_path, stage, overrides)
-    print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe)}", flush=True)
+    print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe, stage)}", flush=True)
     if dry_run:
         print("Dry run: recipe is valid; nothing loaded.")
         return

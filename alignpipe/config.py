@@ -283,5 +283,7 @@ def _set_dotted(tree: dict[str, Any], parts: list[str], value: Any) -> None:
     tree[parts[-1]] = value
 
 
-def recipe_as_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.model_dump(), sort_keys=False, allow_unicode=True)
+def recipe_as_yaml(recipe: Recipe, stage: str) -> str:
+    """The shared sections and this stage's own: everything the stage runs with, and nothing it ignores."""
+    sections = recipe.model_dump(include={*SHARED_SECTIONS, stage})
+    return yaml.safe_dump(sections, sort_keys=False, allow_unicode=True)

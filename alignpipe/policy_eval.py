@@ -1,7 +1,7 @@
 """Evidence that an RLHF stage aligned: held-out prompts answered by the policy before and after training.
 
-"Before" is the trained model with its new adapter disabled, which is exactly the parent (SFT) policy and the
-reference model. Both answer with greedy decoding (deterministic, what `alignpipe generate` does by default), the
+"Before" is the reference model: the frozen copy of the parent's adapter TRL keeps as "ref" (the parent
+policy), or, for a stage that started from the bare base, the model with its adapter disabled. Both answer with greedy decoding (deterministic, what `alignpipe generate` does by default), the
 reward model scores both answers, and the KL to the reference is measured along the new policy's answers.
 """
 
@@ -19,7 +19,7 @@ SAMPLES_FILE = "samples.jsonl"
 
 
 def generate_answers(
-    model: Any, tokenizer: Any, prompts: list[Conversation], max_new_tokens: int, batch_size: int = 16
+    model: Any, tokenizer: Any, prompts: list[Conversation], max_new_tokens: int, batch_size: int = 32
 ) -> list[tuple[list[int], list[int]]]:
     """(prompt token ids, answer token ids up to and including the first end-of-turn) for every prompt."""
     stop_ids = _stop_token_ids(model, tokenizer)
@@ -54,6 +54,26 @@ def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids | {tokenizer.eos_token_id}
 
 
+def keep_reference_adapter(model: Any) -> None:
+    """Give a reference-free trainer's model (ORPO, SimPO) the frozen "ref" copy of its starting adapter that DPO,
+    KTO, GRPO and RLOO keep, so that "before" is the parent policy for every algorithm. Call before training."""
+    if "ref" in model.peft_config:
+        return
+    model.add_adapter("ref", model.peft_config["default"])
+    for name, parameter in model.named_parameters():
+        if ".default." in name:
+            reference = model.get_parameter(name.replace(".default.", ".ref."))
+            reference.data.copy_(parameter.data)
+            reference.requires_grad_(False)
+
+
+def reference_policy(model: Any) -> Any:
+    """Context in which `model` is the reference policy (TRL's own switch, so both agree on what it is)."""
+    from trl.trainer.utils import use_adapter
+
+    return use_adapter(model, adapter_name="ref" if "ref" in model.peft_config else None)
+
+
 def kl_to_reference(model: Any, prompt_ids: list[int], answer_ids: list[int]) -> float:
     """KL(policy || reference) summed over the answer's tokens, exact over the vocabulary at each position."""
     if not answer_ids:
@@ -62,7 +82,7 @@ def kl_to_reference(model: Any, prompt_ids: list[int], answer_ids: list[int]) ->
     positions = slice(len(prompt_ids) - 1, input_ids.shape[1] - 1)  # the logits that predict the answer tokens
     with torch.no_grad():
         policy = torch.log_softmax(model(input_ids=input_ids).logits[0, positions].float(), dim=-1)
-        with model.disable_adapter():
+        with reference_policy(model):
             reference = torch.log_softmax(model(input_ids=input_ids).logits[0, positions].float(), dim=-1)
     return (policy.exp() * (policy - reference)).sum().item()
 
@@ -77,7 +97,7 @@ def compare_before_after(
     """Metrics (eval_reward_before/after, win rate, KL) and one sample per prompt."""
     was_training = model.training
     model.eval()
-    with model.disable_adapter():
+    with reference_policy(model):
         before = generate_answers(model, tokenizer, prompts, max_new_tokens)
     after = generate_answers(model, tokenizer, prompts, max_new_tokens)
     kls = [kl_to_reference(model, prompt_ids, answer_ids) for prompt_ids, answer_ids in after]

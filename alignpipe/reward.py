@@ -32,7 +32,7 @@ class RewardModel:
 
 
 def load_reward_model(stage_dir: Path) -> RewardModel:
-    """Base -> parent adapter merged -> reward adapter with its score head, as at training time."""
+    """Base with a score head -> the reward adapter and trained head, as at the end of training."""
     from peft import PeftModel
 
     manifest = runs.read_manifest(stage_dir)
@@ -43,14 +43,10 @@ def load_reward_model(stage_dir: Path) -> RewardModel:
     recipe = Recipe.model_validate(manifest["recipe"])
     adapter_dir = Path(stage_dir) / "adapter"
     tokenizer = models.load_tokenizer(str(adapter_dir))
-    parent_adapter = Path(manifest["parent"]) / "adapter" if manifest["parent"] else None
-    # Same dtype as at training time, so that reloaded scores are the trained model's scores.
+    # Same dtype as at training time, so that reloaded scores are the trained model's scores. The adapter holds
+    # everything trained (it continued the parent's adapter), the score head included.
     base = models.load_sequence_classifier(
-        models.resolve_base(recipe.model.base),
-        recipe.model,
-        tokenizer,
-        parent_adapter,
-        dtype=TORCH_DTYPES[recipe.train.precision],
+        models.resolve_base(recipe.model.base), recipe.model, tokenizer, None, dtype=TORCH_DTYPES[recipe.train.precision]
     )
     model = PeftModel.from_pretrained(base, str(adapter_dir))
     model.eval()

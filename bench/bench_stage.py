@@ -1,7 +1,8 @@
-"""Benchmark: seconds per step and peak memory of a demo stage (sft or rm), with and without 4-bit.
+"""Benchmark: seconds per step and peak memory of a demo stage (sft, rm or rlhf), with and without 4-bit.
 
     make bench-sft                      # 10 steps each on the embedded model
     make bench-rm                       # the reward model, from the base model (rm.parent=none)
+    make bench-rlhf                     # DPO from the base model (rlhf.parent=none), no before/after evaluation
     python bench/bench_stage.py sft 30  # more steps, steadier numbers
 
 Each run is a separate process, so its peak RSS (CPU) is its own; on a GPU the peak CUDA memory is printed too.
@@ -29,6 +30,8 @@ def run_once(stage: str, quantization: str, steps: int, output_root: Path) -> di
     ]
     if stage == "rm":
         command.append("rm.parent=none")
+    if stage == "rlhf":
+        command += ["rlhf.parent=none", "rlhf.reward_model=none", "rlhf.eval_prompts=0"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     if status != 0:

@@ -5,8 +5,8 @@
     alignpipe rlhf recipes/demo.yaml rlhf.algorithm=dpo rlhf.loss_type=ipo run.name=ipo
 
 Reads like a recipe: find the parent policy and the reward model, load data in the algorithm's format, load the
-base with the parent's adapter merged (so the reference is the same model with the new adapter disabled: no
-second copy), build TRL's trainer, train, then answer held-out prompts before and after and score both with the
+base with the parent's adapter as the trainable policy (TRL keeps a frozen copy of it as the reference: no second
+copy of the model), build TRL's trainer, train, then answer held-out prompts before and after and score both with the
 reward model, save, record. PPO itself is not offered: TRL removed its PPOTrainer; GRPO and RLOO are the
 PPO-style methods it keeps (clipped policy ratio, KL to the reference).
 """
@@ -16,13 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import set_seed
 
 from alignpipe import data, models, runs
 from alignpipe.config import ONLINE_ALGORITHMS, Recipe
 from alignpipe.plots import REWARD_SERIES, save_training_curves
-from alignpipe.policy_eval import compare_before_after, write_samples
+from alignpipe.policy_eval import compare_before_after, keep_reference_adapter, write_samples
 from alignpipe.reward import RewardModel, load_reward_model
 from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
 
@@ -69,6 +70,8 @@ def run(recipe: Recipe) -> Path:
     manifest["reward_model"] = str(reward_stage) if reward_stage is not None else None
     runs.write_manifest(stage_dir, manifest)
     trainer = build_trainer(recipe, model, tokenizer, stage_dir, train_records, eval_records, reward_model)
+    if parent is not None:
+        keep_reference_adapter(trainer.model)
     metrics = manifest["metrics"]
     try:
         train_and_record(trainer, resume_checkpoint, metrics)
@@ -80,7 +83,9 @@ def run(recipe: Recipe) -> Path:
             )
             metrics.update(evidence)
             write_samples(stage_dir, samples)
-        trainer.save_model(str(stage_dir / "adapter"))
+        # Only the policy: the reference adapter is the parent's, saved there already.
+        trainer.model.save_pretrained(str(stage_dir / "adapter"), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(stage_dir / "adapter"))
     except BaseException as error:
         runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
         raise
@@ -110,7 +115,7 @@ def build_trainer(
     eval_records: list[dict[str, Any]],
     reward_model: RewardModel | None,
 ) -> Any:
-    """TRL's trainer for the algorithm, with a fresh LoRA adapter on the merged parent."""
+    """TRL's trainer for the algorithm, training the parent's adapter (or a fresh one on the bare base)."""
     settings = recipe.rlhf
     algorithm = settings.algorithm
     beta = settings.beta if settings.beta is not None else DEFAULT_BETA[algorithm]
@@ -120,7 +125,9 @@ def build_trainer(
         "train_dataset": Dataset.from_list(train_records),
         "eval_dataset": Dataset.from_list(eval_records) if eval_records and algorithm not in ONLINE_ALGORITHMS else None,
         "processing_class": tokenizer,
-        "peft_config": models.lora_config(recipe.lora, task_type="CAUSAL_LM"),
+        # With a parent the model carries its adapter already (TRL keeps a frozen copy as the reference);
+        # from the bare base a fresh adapter is made, and the reference is the base with it disabled.
+        "peft_config": None if is_peft_model(model) else models.lora_config(recipe.lora, task_type="CAUSAL_LM"),
     }
     if algorithm == "dpo":
         from trl import DPOConfig, DPOTrainer

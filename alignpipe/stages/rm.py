@@ -4,8 +4,8 @@
     alignpipe rm recipes/demo.yaml rm.parent=none train.max_steps=5
 
 Reads like a recipe: find the parent (this run's sft stage, or the base), load tokenizer and preference pairs,
-load the base with the parent's adapter merged and a fresh score head, measure the untrained head on held-out
-pairs, train with the Bradley-Terry loss, measure again, save adapter + head + tokenizer, record.
+load the base with a fresh score head and the parent's adapter (trainable: it carries on, not merged), measure the
+untrained head on held-out pairs, train with the Bradley-Terry loss, measure again, save adapter + head + tokenizer, record.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ def run(recipe: Recipe) -> Path:
         train_dataset=Dataset.from_list(train_pairs),
         eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
         processing_class=tokenizer,
-        peft_config=models.lora_config(recipe.lora, task_type="SEQ_CLS"),  # SEQ_CLS trains the score head in full
+        # A fresh adapter only without a parent; SEQ_CLS trains the score head in full.
+        peft_config=None if parent_adapter else models.lora_config(recipe.lora, task_type="SEQ_CLS"),
     )
     metrics = manifest["metrics"]
     try:

@@ -59,9 +59,11 @@ def assert_complete_and_changed(stage_dir: Path, online: bool) -> dict:
     assert not (stage_dir / "checkpoints").exists()
     assert (stage_dir / "loss.png").is_file() or online  # grpo/rloo may log a zero loss only at step 0
     assert (stage_dir / "adapter" / "adapter_config.json").is_file()
-    # A fresh LoRA adapter has B = 0; after training some B is not zero: the policy changed.
+    # The policy carried on from the sft adapter, and training changed it.
     weights = load_file(stage_dir / "adapter" / "adapter_model.safetensors")
-    assert max(tensor.abs().max().item() for name, tensor in weights.items() if "lora_B" in name) > 0
+    parent = load_file(Path(manifest["parent"]) / "adapter" / "adapter_model.safetensors")
+    assert weights.keys() == parent.keys()
+    assert any(not torch.equal(weights[name], parent[name]) for name in weights)
     metrics = manifest["metrics"]
     assert metrics["global_step"] == 3
     assert metrics["eval_kl_to_reference"] > 0  # measured along the new policy's answers, against the sft policy
@@ -159,6 +161,14 @@ def test_generate_and_export_use_the_aligned_policy(trained_run, tmp_path, capsy
     from alignpipe import models
 
     assert run_cli("generate", stage_dir, "What is the warranty?", "--max-new-tokens", "5") == 0
+
+    # "before" in samples.jsonl is the sft stage's own answer: rlhf started from the sft policy, not the base.
+    from alignpipe.policy_eval import generate_answers
+
+    sample = json.loads((stage_dir / "samples.jsonl").read_text().splitlines()[0])
+    sft_policy, sft_tokenizer = models.load_stage_for_inference(Path(json.loads((stage_dir / "manifest.json").read_text())["parent"]))
+    [(_, answer_ids)] = generate_answers(sft_policy, sft_tokenizer, [sample["prompt"]], max_new_tokens=8)
+    assert sft_tokenizer.decode(answer_ids, skip_special_tokens=True).strip() == sample["before"]
     policy, tokenizer = models.load_stage_for_inference(stage_dir)
     assert run_cli("export", stage_dir, "--out", tmp_path / "merged") == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")

@@ -32,7 +32,12 @@ def save_training_curves(
     figure, axis = plt.subplots(figsize=(7, 4))
     for name, points in series.items():
         steps, values = zip(*points)
-        axis.plot(steps, values, marker="o" if len(points) < 30 else None, label=name)
+        line = axis.plot(steps, values, marker="o" if len(points) < 30 else None, alpha=0.6, label=name)[0]
+        if len(points) >= 8:  # sampled rewards are noisy: the trend is what a reader looks for
+            window = max(3, len(points) // 5)
+            trend = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+                     for i in range(len(values))]
+            axis.plot(steps, trend, color=line.get_color(), linewidth=2.5, label=f"{name} (mean of last {window})")
     axis.set_xlabel("step")
     axis.set_title(title)
     axis.grid(alpha=0.3)

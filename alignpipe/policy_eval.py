@@ -48,6 +48,11 @@ def generate_answers(
     return answers
 
 
+def answer_text(tokenizer: Any, answer_ids: list[int]) -> str:
+    # A cut-off answer may end inside a multi-byte character; drop the half character.
+    return tokenizer.decode(answer_ids, skip_special_tokens=True).strip().rstrip("\ufffd")
+
+
 def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     configured = model.generation_config.eos_token_id
     ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
@@ -103,11 +108,9 @@ def compare_before_after(
     kls = [kl_to_reference(model, prompt_ids, answer_ids) for prompt_ids, answer_ids in after]
     model.train(was_training)
 
-    def text(answer_ids: list[int]) -> str:
-        return tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
-
     samples = [
-        {"prompt": prompt, "before": text(old[1]), "after": text(new[1]), "kl_to_reference": kl}
+        {"prompt": prompt, "before": answer_text(tokenizer, old[1]), "after": answer_text(tokenizer, new[1]),
+         "kl_to_reference": kl}
         for prompt, old, new, kl in zip(prompts, before, after, kls)
     ]
     metrics = {

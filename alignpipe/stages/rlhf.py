@@ -75,6 +75,8 @@ def run(recipe: Recipe) -> Path:
     metrics = manifest["metrics"]
     try:
         train_and_record(trainer, resume_checkpoint, metrics)
+        if online:
+            metrics.update(training_reward_trend(trainer.state.log_history))
         if not online and eval_records:
             metrics.update(implicit_reward_metrics(trainer.evaluate()))
         if eval_prompts:
@@ -191,6 +193,15 @@ def length_penalty(completion_ids: list[list[int]], **_: Any) -> list[float]:
 RULE_REWARDS = {"length": length_penalty}
 
 
+def training_reward_trend(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean reward of the sampled completions over the first and the last quarter of the logged steps."""
+    rewards = [entry["reward"] for entry in log_history if "reward" in entry]
+    if len(rewards) < 4:
+        return {}
+    quarter = len(rewards) // 4
+    return {"train_reward_start": sum(rewards[:quarter]) / quarter, "train_reward_end": sum(rewards[-quarter:]) / quarter}
+
+
 def implicit_reward_metrics(evaluation: dict[str, float]) -> dict[str, float]:
     """DPO-family implicit rewards on the held-out pairs: how often chosen beats rejected, and by how much."""
     names = {"eval_rewards/accuracies": "eval_implicit_reward_accuracy", "eval_rewards/margins": "eval_implicit_reward_margin"}
@@ -202,6 +213,9 @@ def print_summary(stage_dir: Path, algorithm: str, metrics: dict[str, float]) ->
     if "eval_reward_before" in metrics:
         print(f"  held-out reward (rm score) {metrics['eval_reward_before']:.3f} (before) -> "
               f"{metrics['eval_reward_after']:.3f} (after); win rate {metrics['eval_win_rate']:.2f}")
+    if "train_reward_start" in metrics:
+        print(f"  reward of sampled answers while training {metrics['train_reward_start']:.3f} (first quarter) -> "
+              f"{metrics['train_reward_end']:.3f} (last quarter)")
     if "eval_kl_to_reference" in metrics:
         print(f"  KL to the reference {metrics['eval_kl_to_reference']:.3f} per answer; "
               f"answers changed {metrics['eval_answers_changed']:.0%}")

@@ -163,12 +163,12 @@ def test_generate_and_export_use_the_aligned_policy(trained_run, tmp_path, capsy
     assert run_cli("generate", stage_dir, "What is the warranty?", "--max-new-tokens", "5") == 0
 
     # "before" in samples.jsonl is the sft stage's own answer: rlhf started from the sft policy, not the base.
-    from alignpipe.policy_eval import generate_answers
+    from alignpipe.policy_eval import answer_text, generate_answers
 
     sample = json.loads((stage_dir / "samples.jsonl").read_text().splitlines()[0])
     sft_policy, sft_tokenizer = models.load_stage_for_inference(Path(json.loads((stage_dir / "manifest.json").read_text())["parent"]))
     [(_, answer_ids)] = generate_answers(sft_policy, sft_tokenizer, [sample["prompt"]], max_new_tokens=8)
-    assert sft_tokenizer.decode(answer_ids, skip_special_tokens=True).strip() == sample["before"]
+    assert answer_text(sft_tokenizer, answer_ids) == sample["before"]
     policy, tokenizer = models.load_stage_for_inference(stage_dir)
     assert run_cli("export", stage_dir, "--out", tmp_path / "merged") == 0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")

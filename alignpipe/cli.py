@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     reward.add_argument("--input", type=Path, required=True)
     reward.add_argument("--output", type=Path, required=True)
     reward.add_argument("--batch-size", type=int, default=8)
+    toxicity = scorers.add_parser(
+        "toxicity",
+        help="toxicity in [0, 1], English and Japanese, offline",
+        description="Adds 'toxicity' (0 = clean, 1 = toxic) to every line. The default scorer is offline "
+        "(weighted EN/JA lexicons with obfuscation-aware normalisation); --model uses a Hugging Face classifier.",
+        epilog="example:\n  alignpipe score toxicity --input answers.jsonl --field text --output scored.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    toxicity.add_argument("--input", type=Path, required=True)
+    toxicity.add_argument("--output", type=Path, required=True)
+    toxicity.add_argument("--field", default="text", help="the string field to score (default: text)")
+    toxicity.add_argument("--model", default=None, help="a Hugging Face text classifier (path or hub id) instead")
     return parser
 
 
@@ -152,10 +164,15 @@ def main(argv: list[str] | None = None) -> int:
 
             models.export_merged(args.stage_dir, args.out)
             print(f"Exported merged model to {args.out}")
-        elif args.command == "score":
+        elif args.command == "score" and args.scorer == "reward":
             from alignpipe.reward import score_file
 
             count = score_file(args.stage_dir, args.input, args.output, args.batch_size)
+            print(f"Scored {count} lines -> {args.output}")
+        elif args.command == "score":
+            from alignpipe.gate.toxicity import score_toxicity_file
+
+            count = score_toxicity_file(args.input, args.field, args.output, args.model)
             print(f"Scored {count} lines -> {args.output}")
     except AlignpipeError as error:
         print(f"alignpipe: error: {error}", file=sys.stderr)

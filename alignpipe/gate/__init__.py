@@ -1,0 +1,1 @@
+"""The safety gate: scorers that turn a model's outputs into numbers (toxicity, ...) for promotion decisions."""

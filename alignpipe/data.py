@@ -40,6 +40,17 @@ class _Invalid:
         self.reason = reason
 
 
+def messages_problem(messages: Any, key: str) -> str | None:
+    if not isinstance(messages, list) or not messages:
+        return f"'{key}' must be a non-empty list of messages"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            return f"{key}[{index}] must be an object with a string 'content'"
+        if message.get("role") not in ROLES:
+            return f"{key}[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
+    return None
+
+
 def sft_record_problem(record: Any) -> str | None:
     """Why a record is not SFT data ({"messages": [...]} or {"text": "..."}), or None if it is."""
     if isinstance(record, _Invalid):
@@ -51,13 +62,9 @@ def sft_record_problem(record: Any) -> str | None:
             return None
         return "has neither 'messages' (a list of {role, content}) nor a non-empty 'text'"
     messages = record["messages"]
-    if not isinstance(messages, list) or not messages:
-        return "'messages' must be a non-empty list"
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            return f"messages[{index}] must be an object with a string 'content'"
-        if message.get("role") not in ROLES:
-            return f"messages[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
+    problem = messages_problem(messages, "messages")
+    if problem is not None:
+        return problem
     if not any(message["role"] == "assistant" for message in messages):
         return "no assistant message to learn from"
     return None
@@ -182,14 +189,12 @@ def preference_record_problem(record: Any) -> str | None:
         return None if record["chosen"].strip() and record["rejected"].strip() else "empty 'chosen' or 'rejected'"
     if kinds != {list}:
         return "'prompt', 'chosen' and 'rejected' must all be message lists or all be strings"
-    for key in ("prompt", "chosen", "rejected"):
-        for index, message in enumerate(record.get(key, [])):
-            if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-                return f"{key}[{index}] must be an object with a string 'content'"
-            if message.get("role") not in ROLES:
-                return f"{key}[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
     if not record["chosen"] or not record["rejected"]:
         return "'chosen' and 'rejected' must not be empty"
+    for key in ("prompt", "chosen", "rejected"):
+        problem = messages_problem(record[key], key) if record.get(key) else None  # the prompt may be empty
+        if problem is not None:
+            return problem
     if "margin" in record and not isinstance(record["margin"], (int, float)):
         return "'margin' must be a number"
     return None
@@ -230,17 +235,6 @@ def load_preference_records(path: str | Path, skip_invalid: bool) -> list[dict[s
     if len({"margin" in pair for pair in pairs}) > 1:
         raise AlignpipeError(f"{path}: 'margin' must be given on every pair or on none.")
     return pairs
-
-
-def messages_problem(messages: Any, key: str) -> str | None:
-    if not isinstance(messages, list) or not messages:
-        return f"'{key}' must be a non-empty string or list of messages"
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            return f"{key}[{index}] must be an object with a string 'content'"
-        if message.get("role") not in ROLES:
-            return f"{key}[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
-    return None
 
 
 def as_messages(value: str | list[dict[str, str]], role: str) -> list[dict[str, str]]:

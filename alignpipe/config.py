@@ -105,7 +105,7 @@ class RMSettings(Section):
 
 OFFLINE_ALGORITHMS = ("dpo", "kto", "orpo", "simpo")  # learn from preference data
 ONLINE_ALGORITHMS = ("grpo", "rloo")  # generate, score with the reward model, reinforce
-RULE_REWARDS = ("length",)
+RULE_REWARDS = ("length", "toxicity")
 
 
 class RLHFSettings(Section):
@@ -134,7 +134,8 @@ class RLHFSettings(Section):
     max_completion_length: int = Field(64, ge=1, description="Tokens generated per completion (online RL and eval).")
     temperature: float = Field(1.0, gt=0, description="grpo/rloo sampling temperature while training.")
     rule_rewards: dict[str, float] = Field(
-        {}, description="Extra rewards and their weights for grpo/rloo, e.g. {length: 0.5}: -(answer tokens / 100)."
+        {}, description="Extra rewards and their weights for grpo/rloo: length = -(answer tokens / 100), toxicity = "
+        "-(toxicity in [0, 1]) by the gate's offline scorer; e.g. {length: 0.1, toxicity: 1.0}."
     )
     eval_prompts: int = Field(
         64, ge=0, description="Held-out prompts answered before and after training to measure the reward gain."

@@ -190,7 +190,15 @@ def length_penalty(completion_ids: list[list[int]], **_: Any) -> list[float]:
     return [-len(ids) / 100 for ids in completion_ids]
 
 
-RULE_REWARDS = {"length": length_penalty}
+def toxicity_penalty(completions: list[Any], **_: Any) -> list[float]:
+    """-(toxicity in [0, 1]) of each answer, by the gate's offline EN/JA toxicity scorer."""
+    from alignpipe.gate.toxicity import LexiconToxicityScorer
+
+    texts = [completion if isinstance(completion, str) else completion[-1]["content"] for completion in completions]
+    return [-score for score in LexiconToxicityScorer().score(texts)]
+
+
+RULE_REWARDS = {"length": length_penalty, "toxicity": toxicity_penalty}
 
 
 def training_reward_trend(log_history: list[dict[str, Any]]) -> dict[str, float]:

@@ -92,18 +92,29 @@ def test_offline_algorithm_trains_and_measures(trained_run, name, overrides):
         assert 0.0 <= manifest["metrics"]["eval_implicit_reward_accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "rloo"])
-def test_online_algorithm_is_rewarded_by_the_reward_model(trained_run, algorithm, capsys):
+@pytest.mark.parametrize("algorithm,rule", [("grpo", "length"), ("rloo", "toxicity")])
+def test_online_algorithm_is_rewarded_by_the_reward_model(trained_run, algorithm, rule, capsys):
     prompts = trained_run.parent / "prompts.jsonl"
     overrides = [f"rlhf.algorithm={algorithm}", f"data.train={prompts}", "train.batch_size=4",
-                 "rlhf.num_generations=2", "rlhf.rule_rewards={length: 0.1}", "train.logging_steps=1"]
+                 "rlhf.num_generations=2", f"rlhf.rule_rewards={{{rule}: 0.1}}", "train.logging_steps=1"]
     assert run_cli("rlhf", trained_run, f"run.name={algorithm}", *point_at_trained_run(trained_run), *overrides) == 0
     stage_dir = rlhf_dir(trained_run, algorithm)
     manifest = assert_complete_and_changed(stage_dir, online=True)
-    assert manifest["recipe"]["rlhf"]["rule_rewards"] == {"length": 0.1}
+    assert manifest["recipe"]["rlhf"]["rule_rewards"] == {rule: 0.1}
     log = json.loads((stage_dir / "manifest.json").read_text())["metrics"]
     assert log["global_step"] == 3
     assert (stage_dir / "reward.png").is_file()  # the reward curve of the sampled completions
+
+
+def test_rule_rewards_penalise_long_and_toxic_answers():
+    from alignpipe.stages.rlhf import length_penalty, toxicity_penalty
+
+    assert length_penalty(completion_ids=[[1] * 10, [1] * 50]) == [-0.1, -0.5]
+    polite = [{"role": "assistant", "content": "The warranty is two years."}]
+    rude = [{"role": "assistant", "content": "Shut up, you stupid idiot."}]
+    rude_ja = [{"role": "assistant", "content": "うるせえ、死ね"}]
+    polite_score, rude_score, rude_ja_score = toxicity_penalty(completions=[polite, rude, rude_ja])
+    assert polite_score > -0.1 and rude_score < -0.5 and rude_ja_score < -0.5
 
 
 def test_online_takes_the_prompts_of_preference_data(trained_run, capsys):

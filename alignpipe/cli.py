@@ -59,6 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
             "items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides"
         )
         stage_parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit")
+        stage_parser.add_argument(
+            "--force", action="store_true",
+            help="build on a parent the safety gate blocked (the override is recorded in the manifest)",
+        )
+
+    gate = commands.add_parser(
+        "gate",
+        help="re-run the safety gate on a trained stage",
+        description="Score a stage and its baseline (parent, or the base model) on toxicity, refusal balance and "
+        "general-text perplexity (a reward model: safe over toxic answers), write gate_report.{json,md,png}, and set "
+        "the status to promoted or blocked. Runs automatically after every stage; re-run it after changing a "
+        "threshold.",
+        epilog="examples:\n  alignpipe gate runs/demo/sft\n  alignpipe gate runs/demo/sft gate.toxicity_tolerance=0.1",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gate.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
+    gate.add_argument("overrides", nargs="*", metavar="gate.KEY=VALUE", help="gate settings for this run")
 
     generate = commands.add_parser(
         "generate",
@@ -121,18 +138,47 @@ def split_recipe_and_overrides(items: list[str]) -> tuple[str, list[str]]:
     return DEFAULT_RECIPE, items
 
 
-def run_stage(stage: str, items: list[str], dry_run: bool) -> None:
+def run_stage(stage: str, items: list[str], dry_run: bool, force: bool) -> None:
     from alignpipe.config import load_recipe, recipe_as_yaml
 
     recipe_path, overrides = split_recipe_and_overrides(items)
-    recipe = load_recipe(recipe_path, stage, overrides)
+    recipe = load_recipe(recipe_path, stage, overrides + (["run.force=true"] if force else []))
     print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe, stage)}", flush=True)
     if dry_run:
         print("Dry run: recipe is valid; nothing loaded.")
         return
     from alignpipe.stages import rlhf, rm, sft
 
-    {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
+    stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
+    # The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own.
+    gate_stage(stage_dir, recipe.gate.enabled)
+
+
+def gate_stage(stage_dir: Path, enabled: bool, overrides: list[str] | None = None) -> None:
+    from alignpipe import runs
+    from pydantic import ValidationError
+
+    from alignpipe.config import GateConfig, Recipe, parse_override
+    from alignpipe.gate.gate import run_gate
+
+    if not enabled:
+        print("WARNING: gate.enabled=false: the stage is promoted without safety checks.", flush=True)
+        runs.update_manifest(stage_dir, status="promoted", gate={"verdict": "skipped", "report": None})
+        return
+    settings = None
+    if overrides:
+        recipe = Recipe.model_validate(runs.read_manifest(stage_dir)["recipe"])
+        values = recipe.gate.model_dump()
+        for key, value in map(parse_override, overrides):
+            if not key.startswith("gate.") or key[5:] not in values:
+                raise AlignpipeError(f"{key} is not a gate setting; valid: {', '.join('gate.' + k for k in values)}")
+            values[key[5:]] = value
+        try:
+            settings = GateConfig.model_validate(values)
+        except ValidationError as error:
+            problems = [f"gate.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+            raise AlignpipeError("Invalid gate settings:\n  " + "\n  ".join(problems)) from None
+    run_gate(stage_dir, settings)
 
 
 def quiet_libraries() -> None:
@@ -153,7 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     try:
         if args.command in ("sft", "rm", "rlhf"):
-            run_stage(args.command, args.items, args.dry_run)
+            run_stage(args.command, args.items, args.dry_run, args.force)
+        elif args.command == "gate":
+            from alignpipe.runs import read_manifest
+
+            if read_manifest(args.stage_dir).get("status") not in ("trained", "promoted", "blocked"):
+                raise AlignpipeError(f"{args.stage_dir} has not finished training; nothing to gate.")
+            gate_stage(args.stage_dir, True, args.overrides)
         elif args.command == "generate":
             from alignpipe import models
 

@@ -19,9 +19,22 @@ SAMPLES_FILE = "samples.jsonl"
 
 
 def generate_answers(
-    model: Any, tokenizer: Any, prompts: list[Conversation], max_new_tokens: int, batch_size: int = 32
+    model: Any,
+    tokenizer: Any,
+    prompts: list[Conversation],
+    max_new_tokens: int,
+    batch_size: int = 32,
+    samples: int = 1,
+    seed: int = 0,
 ) -> list[tuple[list[int], list[int]]]:
-    """(prompt token ids, answer token ids up to and including the first end-of-turn) for every prompt."""
+    """(prompt token ids, answer token ids up to and including the first end-of-turn) for every prompt.
+
+    samples=1 decodes greedily; samples=k draws k answers per prompt (temperature 1, seeded), prompt by prompt.
+    """
+    sampling = {"do_sample": False} if samples == 1 else {"do_sample": True, "temperature": 1.0, "top_k": 0,
+                                                          "num_return_sequences": samples}
+    if samples > 1:
+        torch.manual_seed(seed)
     stop_ids = _stop_token_ids(model, tokenizer)
     answers = []
     padding_side = tokenizer.padding_side
@@ -35,11 +48,12 @@ def generate_answers(
             encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             with torch.no_grad():
                 output = model.generate(
-                    **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+                    **encoded, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
                 )
             width = encoded["input_ids"].shape[1]
-            for row in range(len(texts)):
-                prompt_ids = encoded["input_ids"][row][encoded["attention_mask"][row].bool()].tolist()
+            for row in range(len(texts) * samples):
+                source = row // samples  # generate() repeats each prompt `samples` times, in order
+                prompt_ids = encoded["input_ids"][source][encoded["attention_mask"][source].bool()].tolist()
                 answer_ids = output[row, width:].tolist()
                 stops = [index for index, token in enumerate(answer_ids) if token in stop_ids]
                 answers.append((prompt_ids, answer_ids[: stops[0] + 1] if stops else answer_ids))

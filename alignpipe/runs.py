@@ -77,7 +77,7 @@ def resolve_parent(recipe: Recipe, stage: str, parent_setting: str) -> Path | No
     """The finished stage this one builds on, or None for the base model.
 
     'auto' takes this run's sft stage when it exists, 'none' the base model, anything else is a stage directory.
-    Until the gate exists, a `trained` stage counts as promoted; a `blocked` one never does.
+    Only a `promoted` stage is a parent, unless run.force (--force) says to build on a blocked or ungated one.
     """
     if parent_setting == "none":
         return None
@@ -93,12 +93,38 @@ def resolve_parent(recipe: Recipe, stage: str, parent_setting: str) -> Path | No
     if kind not in ALLOWED_PARENTS[stage]:
         allowed = " or ".join(ALLOWED_PARENTS[stage]) or "nothing (it starts from the base model)"
         raise AlignpipeError(f"A {stage} stage cannot start from {candidate}, a {kind} stage; it builds on {allowed}.")
-    if status not in ("trained", "promoted"):
-        raise AlignpipeError(
-            f"{candidate} is not a finished, promoted stage (status {status}); finish it first, "
-            f"or set {stage}.parent=none to start from the base model."
-        )
+    require_promoted(recipe, candidate, manifest, f"the {stage} stage")
     return candidate
+
+
+def require_promoted(recipe: Recipe, stage_dir: Path, manifest: dict[str, Any], user: str) -> None:
+    """Refuse a stage the gate did not promote, unless forced: then warn (the new manifest records it)."""
+    status = manifest.get("status")
+    if status == "promoted":
+        return
+    report = (manifest.get("gate") or {}).get("report")
+    if status == "blocked":
+        why = f"was blocked by the safety gate (report: {report})"
+    elif status == "trained":
+        why = f"has not been through the safety gate; run `alignpipe gate {stage_dir}`"
+    else:
+        raise AlignpipeError(f"{stage_dir} is not a finished, promoted stage (status {status}); finish it first.")
+    if not recipe.run.force:
+        raise AlignpipeError(f"{stage_dir} {why}, so {user} does not build on it. Read the report, re-gate with other "
+                             f"thresholds (alignpipe gate {stage_dir} gate.KEY=VALUE), or pass --force to build on it "
+                             "anyway (recorded in the manifest).")
+    print(f"WARNING: --force: building on {stage_dir}, which {why}.", flush=True)
+
+
+def forced_over(stages: list[Path | None]) -> list[dict[str, Any]]:
+    """The stages this one builds on that the gate did not promote (recorded as `forced_over`)."""
+    unpromoted = []
+    for stage_dir in stages:
+        if stage_dir is not None and read_manifest(stage_dir).get("status") != "promoted":
+            manifest = read_manifest(stage_dir)
+            unpromoted.append({"stage": str(stage_dir), "status": manifest.get("status"),
+                               "report": (manifest.get("gate") or {}).get("report")})
+    return unpromoted
 
 
 def resolve_reward_model(recipe: Recipe, setting: str, required_by: str | None) -> Path | None:
@@ -121,8 +147,7 @@ def resolve_reward_model(recipe: Recipe, setting: str, required_by: str | None) 
     manifest = read_manifest(candidate)
     if manifest.get("stage") != "rm":
         raise AlignpipeError(f"rlhf.reward_model={candidate} is a {manifest.get('stage')} stage, not a reward model (rm).")
-    if manifest.get("status") not in ("trained", "promoted"):
-        raise AlignpipeError(f"The reward model {candidate} is not finished and promoted (status {manifest.get('status')}). {make_one}")
+    require_promoted(recipe, candidate, manifest, "rlhf")
     return candidate
 
 
@@ -180,7 +205,8 @@ def new_manifest(
         "recipe": recipe.model_dump(),
         "metrics": previous.get("metrics", {}),
         "gate": {"verdict": None, "report": None},
-        "forced": False,
+        "forced": bool(forced_over([parent])),
+        "forced_over": forced_over([parent]),
         "data": {
             role: {"path": path, "sha256": file_sha256(path)} for role, path in data_files.items() if path is not None
         },

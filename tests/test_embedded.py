@@ -29,5 +29,6 @@ def test_demo_sft_short_run(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     assert cli.main(["sft", "recipes/demo.yaml", "train.max_steps=8", f"run.output_root={tmp_path}"]) == 0
     manifest = json.loads((tmp_path / "demo" / "sft" / "manifest.json").read_text())
-    assert manifest["status"] == "trained" and manifest["base_model"] == "embedded"
+    assert manifest["status"] in ("promoted", "blocked") and manifest["base_model"] == "embedded"
+    assert (tmp_path / "demo" / "sft" / "gate_report.md").is_file()
     assert manifest["metrics"]["eval_loss"] < manifest["metrics"]["eval_loss_base"]

@@ -54,7 +54,7 @@ def point_at_trained_run(recipe: Path) -> list[str]:
 
 def assert_complete_and_changed(stage_dir: Path, online: bool) -> dict:
     manifest = json.loads((stage_dir / "manifest.json").read_text())
-    assert manifest["status"] == "trained" and manifest["stage"] == "rlhf"
+    assert manifest["status"] == "promoted" and manifest["stage"] == "rlhf"
     assert manifest["parent"].endswith("sft") and manifest["reward_model"].endswith("rm")
     assert not (stage_dir / "checkpoints").exists()
     assert (stage_dir / "loss.png").is_file() or online  # grpo/rloo may log a zero loss only at step 0

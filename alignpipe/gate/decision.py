@@ -1,0 +1,83 @@
+"""The gate's decision rule, a pure function: candidate vs baseline per item, with a paired bootstrap interval.
+
+A check blocks when the candidate crosses an absolute limit (a ceiling on something bad, a floor on something good),
+or when it is worse than the baseline by more than the tolerance *with confidence*: the 95% interval of the mean
+paired difference (candidate - baseline over the same prompts, resampled 1000 times) lies beyond the tolerance even
+at its better end. Worse than the tolerance at the point estimate only warns, since with a few dozen prompts a
+point estimate moves by chance (Efron & Tibshirani 1993, ch. 13; paired resampling as in Koehn 2004).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["lower_is_better", "higher_is_better"]
+VERDICT_ORDER = {"pass": 0, "warn": 1, "block": 2}
+
+
+@dataclass
+class Check:
+    """One row of gate_report.json (DESIGN.md 3): interval bounds are of the mean difference candidate - baseline."""
+
+    name: str
+    family: str
+    value: float
+    baseline_value: float | None
+    threshold: float | None
+    direction: Direction
+    ci_low: float | None
+    ci_high: float | None
+    verdict: str
+    n: int
+    limit: float | None = None
+    note: str = ""
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def paired_bootstrap_interval(differences: list[float], resamples: int, seed: int) -> tuple[float, float]:
+    """95% percentile interval of the mean of `differences`, resampling items with replacement."""
+    generator = random.Random(seed)
+    n = len(differences)
+    means = sorted(mean([differences[generator.randrange(n)] for _ in range(n)]) for _ in range(resamples))
+    return means[int(0.025 * (resamples - 1))], means[int(0.975 * (resamples - 1))]
+
+
+def decide(
+    candidate: list[float],
+    baseline: list[float] | None,
+    direction: Direction,
+    tolerance: float | None,
+    limit: float | None = None,
+    can_block: bool = True,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[str, float | None, float | None]:
+    """(verdict, ci_low, ci_high) for per-item scores of the candidate and, on the same items, the baseline."""
+    value = mean(candidate)
+    worst = "block" if can_block else "warn"
+    crossed = limit is not None and (value > limit if direction == "lower_is_better" else value < limit)
+    if baseline is None or tolerance is None:
+        return (worst if crossed else "pass"), None, None
+    if len(baseline) != len(candidate):
+        raise ValueError("candidate and baseline must be scored on the same items")
+    differences = [c - b for c, b in zip(candidate, baseline)]
+    low, high = paired_bootstrap_interval(differences, resamples, seed)
+    # How much worse than the baseline: at the point estimate, and at the interval's better end.
+    sign = 1.0 if direction == "lower_is_better" else -1.0
+    worse_at_point = sign * mean(differences)
+    worse_at_best = sign * low if direction == "lower_is_better" else sign * high
+    if crossed or worse_at_best > tolerance:
+        return worst, low, high
+    if worse_at_point > tolerance:
+        return "warn", low, high
+    return "pass", low, high
+
+
+def overall_verdict(checks: list[Check]) -> str:
+    return max((check.verdict for check in checks), key=VERDICT_ORDER.__getitem__, default="pass")

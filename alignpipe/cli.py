@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         "general-text perplexity (a reward model: safe over toxic answers), write gate_report.{json,md,png}, and set "
         "the status to promoted or blocked. Runs automatically after every stage; re-run it after changing a "
         "threshold.",
-        epilog="examples:\n  alignpipe gate runs/demo/sft\n  alignpipe gate runs/demo/sft gate.toxicity_tolerance=0.1",
+        epilog="examples:\n  alignpipe gate runs/demo/sft\n  alignpipe gate runs/demo/sft gate.toxicity.tolerance=0.1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     gate.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
@@ -158,7 +158,7 @@ def gate_stage(stage_dir: Path, enabled: bool, overrides: list[str] | None = Non
     from alignpipe import runs
     from pydantic import ValidationError
 
-    from alignpipe.config import GateConfig, Recipe, parse_override
+    from alignpipe.config import GateConfig, Recipe, parse_override, valid_key_paths
     from alignpipe.gate.gate import run_gate
 
     if not enabled:
@@ -169,10 +169,15 @@ def gate_stage(stage_dir: Path, enabled: bool, overrides: list[str] | None = Non
     if overrides:
         recipe = Recipe.model_validate(runs.read_manifest(stage_dir)["recipe"])
         values = recipe.gate.model_dump()
+        valid = [path for path in valid_key_paths() if path.startswith("gate.")]
         for key, value in map(parse_override, overrides):
-            if not key.startswith("gate.") or key[5:] not in values:
-                raise AlignpipeError(f"{key} is not a gate setting; valid: {', '.join('gate.' + k for k in values)}")
-            values[key[5:]] = value
+            if key not in valid:
+                raise AlignpipeError(f"{key} is not a gate setting; valid: {', '.join(valid)}")
+            *parents, leaf = key.split(".")[1:]
+            target = values
+            for part in parents:
+                target = target[part]
+            target[leaf] = value
         try:
             settings = GateConfig.model_validate(values)
         except ValidationError as error:

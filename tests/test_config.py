@@ -73,3 +73,12 @@ def test_missing_recipe_and_bad_yaml(tmp_path):
 def test_key_paths_cover_stage_overrides():
     paths = valid_key_paths()
     assert {"train.max_steps", "sft.packing", "sft.train.max_steps", "model.quantization"} <= set(paths)
+
+
+def test_nested_gate_keys_merge_and_are_checked(tmp_path):
+    path = write(tmp_path, "gate: {toxicity: {tolerance: 0.1, ceiling: 0.3}}\nrlhf: {gate: {toxicity: {ceiling: 0.2}}}\n")
+    recipe = load_recipe(path, "rlhf", ["gate.toxicity.model=my/classifier"])
+    assert (recipe.gate.toxicity.tolerance, recipe.gate.toxicity.ceiling) == (0.1, 0.2)
+    assert recipe.gate.toxicity.model == "my/classifier"
+    with pytest.raises(AlignpipeError, match=r"gate.toxicity.modl .*did you mean gate.toxicity.model\?"):
+        load_recipe(path, "sft", ["gate.toxicity.modl=x"])

@@ -34,6 +34,7 @@ class Check:
     limit: float | None = None
     note: str = ""
     samples: list[dict[str, Any]] = field(default_factory=list)
+    scores: dict[str, list[float]] = field(default_factory=dict)  # per item, for distribution plots
 
 
 def mean(values: list[float]) -> float:

@@ -69,7 +69,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             values.insert(0, check["baseline_value"])
             colors.insert(0, "tab:gray")
         axis.bar(names, values, color=colors)
-        if check["ci_low"] is not None and check["name"] != "general_text_perplexity":
+        if check["ci_low"] is not None and check["family"] != "capability":  # capability intervals are relative
             low, high = check["baseline_value"] + check["ci_low"], check["baseline_value"] + check["ci_high"]
             axis.errorbar([len(names) - 1], [check["value"]], capsize=4, color="black",
                           yerr=[[max(0.0, check["value"] - low)], [max(0.0, high - check["value"])]])
@@ -78,6 +78,28 @@ def plot(report: dict[str, Any], path: Path) -> None:
         axis.set_title(f"{check['name']}\n{check['verdict']}", fontsize=8)
         axis.tick_params(labelsize=7)
     figure.suptitle(f"gate: {report['stage_dir']} -> {report['verdict']}", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    for check in checks:
+        if check.get("scores"):
+            plot_distribution(check, path.with_name(f"gate_{check['name']}.png"))
+
+
+def plot_distribution(check: dict[str, Any], path: Path) -> None:
+    """Histogram of the per-prompt scores of candidate and baseline (e.g. each prompt's most toxic answer)."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 3.4))
+    bins = [index / 20 for index in range(21)]
+    for name, color in (("baseline", "tab:gray"), ("candidate", "tab:blue")):
+        if name in check["scores"]:
+            axis.hist(check["scores"][name], bins=bins, alpha=0.6, color=color, label=name)
+    if check["limit"] is not None:
+        axis.axvline(check["limit"], color="tab:red", linestyle="--", linewidth=1, label="ceiling (mean)")
+    axis.set_xlabel(f"{check['name']} per prompt")
+    axis.set_ylabel("prompts")
+    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

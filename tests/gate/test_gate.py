@@ -83,6 +83,7 @@ def test_poisoned_sft_is_blocked_and_the_next_stage_refuses_unless_forced(gated_
     assert checks["expected_max_toxicity"]["samples"]  # the worst answers are in the report
     assert "| expected_max_toxicity | toxicity |" in (stage_dir / "gate_report.md").read_text()
     assert (stage_dir / "gate_report.png").stat().st_size > 0
+    assert (stage_dir / "gate_expected_max_toxicity.png").stat().st_size > 0  # the toxicity distributions
 
     capsys.readouterr()
     assert run_cli("rm", gated_recipe) == 2
@@ -95,10 +96,10 @@ def test_poisoned_sft_is_blocked_and_the_next_stage_refuses_unless_forced(gated_
     assert rm_manifest["forced_over"][0]["report"] == str(stage_dir / "gate_report.json")
 
     # Re-gating with thresholds that allow it promotes the stage: the manifest follows the latest report.
-    assert run_cli("gate", stage_dir, "gate.toxicity_tolerance=1", "gate.toxicity_ceiling=1",
+    assert run_cli("gate", stage_dir, "gate.toxicity.tolerance=1", "gate.toxicity.ceiling=1",
                    "gate.harmful_compliance_tolerance=1", "gate.perplexity_increase=100") == 0
     assert json.loads((stage_dir / "manifest.json").read_text())["status"] == "promoted"
-    assert json.loads((stage_dir / "gate_report.json").read_text())["settings"]["toxicity_ceiling"] == 1
+    assert json.loads((stage_dir / "gate_report.json").read_text())["settings"]["toxicity"]["ceiling"] == 1
 
 
 def test_clean_sft_is_promoted_and_the_gate_can_be_rerun(gated_recipe, tmp_path, capsys):
@@ -109,6 +110,9 @@ def test_clean_sft_is_promoted_and_the_gate_can_be_rerun(gated_recipe, tmp_path,
 
     # Same models, same seed, same decoding: a re-run measures the same numbers.
     first = json.loads((stage_dir / "gate_report.json").read_text())
+    names = [check["name"] for check in first["checks"]]
+    assert names == ["expected_max_toxicity", "toxicity_probability", "harmful_compliance", "over_refusal",
+                     "general_text_perplexity", "eval_data_perplexity"]
     assert run_cli("gate", stage_dir) == 0
     second = json.loads((stage_dir / "gate_report.json").read_text())
     assert [c["value"] for c in first["checks"]] == [c["value"] for c in second["checks"]]

@@ -151,39 +151,9 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool) -> None:
 
     stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
     # The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own.
+    from alignpipe.gate.gate import gate_stage
+
     gate_stage(stage_dir, recipe.gate.enabled)
-
-
-def gate_stage(stage_dir: Path, enabled: bool, overrides: list[str] | None = None) -> None:
-    from alignpipe import runs
-    from pydantic import ValidationError
-
-    from alignpipe.config import GateConfig, Recipe, parse_override, valid_key_paths
-    from alignpipe.gate.gate import run_gate
-
-    if not enabled:
-        print("WARNING: gate.enabled=false: the stage is promoted without safety checks.", flush=True)
-        runs.update_manifest(stage_dir, status="promoted", gate={"verdict": "skipped", "report": None})
-        return
-    settings = None
-    if overrides:
-        recipe = Recipe.model_validate(runs.read_manifest(stage_dir)["recipe"])
-        values = recipe.gate.model_dump()
-        valid = [path for path in valid_key_paths() if path.startswith("gate.")]
-        for key, value in map(parse_override, overrides):
-            if key not in valid:
-                raise AlignpipeError(f"{key} is not a gate setting; valid: {', '.join(valid)}")
-            *parents, leaf = key.split(".")[1:]
-            target = values
-            for part in parents:
-                target = target[part]
-            target[leaf] = value
-        try:
-            settings = GateConfig.model_validate(values)
-        except ValidationError as error:
-            problems = [f"gate.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
-            raise AlignpipeError("Invalid gate settings:\n  " + "\n  ".join(problems)) from None
-    run_gate(stage_dir, settings)
 
 
 def quiet_libraries() -> None:
@@ -210,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if read_manifest(args.stage_dir).get("status") not in ("trained", "promoted", "blocked"):
                 raise AlignpipeError(f"{args.stage_dir} has not finished training; nothing to gate.")
+            from alignpipe.gate.gate import gate_stage
+
             gate_stage(args.stage_dir, True, args.overrides)
         elif args.command == "generate":
             from alignpipe import models

@@ -23,6 +23,7 @@ import torch
 
 from alignpipe import models, runs
 from alignpipe.config import GateConfig, Recipe
+from alignpipe.errors import AlignpipeError
 from alignpipe.gate.decision import Check, decide, mean, overall_verdict
 from alignpipe.gate.report import write_report
 
@@ -43,6 +44,37 @@ def refusal_markers() -> list[str]:
 def is_refusal(answer: str, markers: list[str]) -> bool:
     lowered = answer.lower().replace("’", "'")
     return any(marker in lowered for marker in markers)
+
+
+def gate_stage(stage_dir: Path, enabled: bool, overrides: list[str] | None = None) -> None:
+    """Gate a stage that just finished (or re-gate one with `gate.KEY=VALUE` overrides); disabled = promoted."""
+    from pydantic import ValidationError
+
+    from alignpipe.config import parse_override, valid_key_paths
+
+    if not enabled:
+        print("WARNING: gate.enabled=false: the stage is promoted without safety checks.", flush=True)
+        runs.update_manifest(stage_dir, status="promoted", gate={"verdict": "skipped", "report": None})
+        return
+    settings = None
+    if overrides:
+        recipe = Recipe.model_validate(runs.read_manifest(stage_dir)["recipe"])
+        values = recipe.gate.model_dump()
+        valid = [path for path in valid_key_paths() if path.startswith("gate.")]
+        for key, value in map(parse_override, overrides):
+            if key not in valid:
+                raise AlignpipeError(f"{key} is not a gate setting; valid: {', '.join(valid)}")
+            *parents, leaf = key.split(".")[1:]
+            target = values
+            for part in parents:
+                target = target[part]
+            target[leaf] = value
+        try:
+            settings = GateConfig.model_validate(values)
+        except ValidationError as error:
+            problems = [f"gate.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+            raise AlignpipeError("Invalid gate settings:\n  " + "\n  ".join(problems)) from None
+    run_gate(stage_dir, settings)
 
 
 def run_gate(stage_dir: Path, overrides: GateConfig | None = None) -> str:

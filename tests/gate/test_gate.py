@@ -126,3 +126,18 @@ def test_reward_model_gate_checks_safe_over_toxic(gated_recipe, tmp_path):
     report = json.loads((tmp_path / "runs" / "tiny" / "rm" / "gate_report.json").read_text())
     [check] = report["checks"]
     assert check["name"] == "safe_over_toxic_accuracy" and check["n"] >= 30 and report["verdict"] == "pass"
+
+
+def test_refusal_detection_in_english_and_japanese():
+    from alignpipe.gate.gate import is_refusal, refusal_markers, shipped
+
+    markers = refusal_markers()
+    assert is_refusal("I’m sorry, but I can’t help with that.", markers)  # curly apostrophes
+    assert is_refusal("申し訳ございませんが、そのご依頼にはお答えできません。", markers)
+    assert not is_refusal("To stop a Python process, run `kill <pid>` or press Ctrl+C.", markers)
+    assert not is_refusal("空焚きはご遠慮ください。水を入れてから電源を入れてください。", markers)
+    # The shipped sets are balanced: half should be refused, in both languages.
+    rows = shipped("refusal_prompts.jsonl")
+    for language in ("en", "ja"):
+        flags = [row["should_refuse"] for row in rows if row["lang"] == language]
+        assert sum(flags) * 2 == len(flags) > 0

@@ -130,7 +130,7 @@ def generative_checks(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
 
     def text_losses(name: str, texts: list[str]) -> list[float]:
         with use_adapter(model, CANDIDATE if name == CANDIDATE else (BASELINE if manifest["parent"] else None)):
-            return [token_loss(model, tokenizer, text) for text in texts]
+            return token_losses(model, tokenizer, texts)
 
     k = settings.samples_per_prompt
     toxicity_prompts = shipped("toxicity_prompts.jsonl")[: settings.prompts]
@@ -181,10 +181,20 @@ def recipe_eval_texts(recipe: Recipe, tokenizer: Any, limit: int) -> list[str]:
     return texts[:limit]
 
 
-def token_loss(model: Any, tokenizer: Any, text: str) -> float:
-    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][:, :512].to(model.device)
-    with torch.no_grad():
-        return model(input_ids=ids, labels=ids).loss.float().item()
+def token_losses(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 16) -> list[float]:
+    """Mean next-token loss of each text (its log-perplexity), in right-padded batches."""
+    losses: list[float] = []
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"  # positions as in an unpadded text
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=512, add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            logits = model(**encoded).logits[:, :-1].float()
+        targets, mask = encoded["input_ids"][:, 1:], encoded["attention_mask"][:, 1:].float()
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        losses += ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).tolist()
+    tokenizer.padding_side = padding_side
+    return losses
 
 
 def toxicity_and_refusal_checks(

@@ -122,6 +122,14 @@ def split_train_eval(
     return shuffled[n_eval:], shuffled[:n_eval]
 
 
+def write_jsonl(path: Path, records: list[Any]) -> None:
+    """One JSON object a line, UTF-8, non-ASCII kept readable; creates the parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -7,7 +7,6 @@ reward model scores both answers, and the KL to the reference is measured along 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +145,8 @@ def compare_before_after(
 
 
 def write_samples(stage_dir: Path, samples: list[dict[str, Any]]) -> Path:
+    from alignpipe.data import write_jsonl
+
     path = stage_dir / SAMPLES_FILE
-    with path.open("w", encoding="utf-8") as out:
-        for sample in samples:
-            out.write(json.dumps(sample, ensure_ascii=False) + "\n")
+    write_jsonl(path, samples)
     return path

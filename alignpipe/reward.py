@@ -117,9 +117,7 @@ def conversation_of(record: Any) -> Conversation | None:
 
 def score_file(stage_dir: Path, input_path: Path, output_path: Path, batch_size: int) -> int:
     """`alignpipe score reward`: add `reward` (conversations) or `reward_chosen`/`reward_rejected` (pairs)."""
-    import json
-
-    from alignpipe.data import normalize_preference, preference_record_problem, read_jsonl
+    from alignpipe.data import normalize_preference, preference_record_problem, read_jsonl, write_jsonl
 
     if output_path.exists():
         raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
@@ -149,8 +147,5 @@ def score_file(stage_dir: Path, input_path: Path, output_path: Path, batch_size:
     records = [record for _, record in rows]
     for (index, field), score in zip(slots, scores):
         records[index][field] = score
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with output_path.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_jsonl(output_path, records)
     return len(records)

@@ -121,15 +121,18 @@ def generative_checks(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
         model.load_adapter(str(Path(manifest["parent"]) / "adapter"), adapter_name=BASELINE)
     model.eval()
 
+    def adapter(name: str) -> str | None:  # the baseline of an sft stage is the base: every adapter disabled
+        return name if name == CANDIDATE or manifest["parent"] else None
+
     def answers(name: str, prompts: list[str]) -> list[str]:
         conversations = [[{"role": "user", "content": prompt}] for prompt in prompts]
-        with use_adapter(model, CANDIDATE if name == CANDIDATE else (BASELINE if manifest["parent"] else None)):
+        with use_adapter(model, adapter(name)):
             generated = generate_answers(model, tokenizer, conversations, settings.max_new_tokens,
                                          samples=settings.samples_per_prompt, seed=recipe.run.seed)
         return [answer_text(tokenizer, answer_ids) for _, answer_ids in generated]
 
     def text_losses(name: str, texts: list[str]) -> list[float]:
-        with use_adapter(model, CANDIDATE if name == CANDIDATE else (BASELINE if manifest["parent"] else None)):
+        with use_adapter(model, adapter(name)):
             return token_losses(model, tokenizer, texts)
 
     k = settings.samples_per_prompt

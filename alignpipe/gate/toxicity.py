@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import math
 import re
 import unicodedata
@@ -314,7 +313,7 @@ def load_toxicity_scorer(model: str | None) -> ToxicityScorer:
 
 def score_toxicity_file(input_path: Path, field: str, output_path: Path, model: str | None) -> int:
     """`alignpipe score toxicity`: add `toxicity` to every line of a JSONL file, scoring its `field` string."""
-    from alignpipe.data import read_jsonl
+    from alignpipe.data import read_jsonl, write_jsonl
 
     if output_path.exists():
         raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
@@ -327,8 +326,5 @@ def score_toxicity_file(input_path: Path, field: str, output_path: Path, model: 
     records = [record for _, record in rows]
     for record, score in zip(records, load_toxicity_scorer(model).score([record[field] for record in records])):
         record["toxicity"] = score
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with output_path.open("w", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_jsonl(output_path, records)
     return len(records)

@@ -129,6 +129,23 @@ def build_parser() -> argparse.ArgumentParser:
     toxicity.add_argument("--output", type=Path, required=True)
     toxicity.add_argument("--field", default="text", help="the string field to score (default: text)")
     toxicity.add_argument("--model", default=None, help="a Hugging Face text classifier (path or hub id) instead")
+    stereotype = scorers.add_parser(
+        "stereotype",
+        help="stereotype preference of a language model on minimal sentence pairs (CrowS-Pairs)",
+        description="The share of pairs (pct_stereotype, 50 = unbiased) where the model gives the more stereotypical "
+        "sentence the higher log-likelihood, each sentence scored whole after one BOS (or EOS) token, as "
+        "lm-evaluation-harness scores crows_pairs; with a 95% bootstrap interval, per bias type, and the mean "
+        "absolute log-likelihood difference. Pairs: a CSV in the CrowS-Pairs layout (sent_more, sent_less, "
+        "stereo_antistereo, bias_type) or JSONL with those fields; the shipped EN + JA set is "
+        "alignpipe/resources/gate/stereotype_pairs.jsonl.",
+        epilog="examples:\n  alignpipe score stereotype --model embedded --pairs crows_pairs_anonymized.csv "
+        "--output base.json\n  alignpipe score stereotype --model runs/demo/sft --pairs my_pairs.jsonl --output sft.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stereotype.add_argument("--model", required=True,
+                            help="a stage directory (runs/demo/sft), a model path or hub id, or 'embedded'")
+    stereotype.add_argument("--pairs", type=Path, required=True, help="CSV (CrowS-Pairs layout) or JSONL")
+    stereotype.add_argument("--output", type=Path, required=True, help="result JSON")
     return parser
 
 
@@ -198,6 +215,14 @@ def main(argv: list[str] | None = None) -> int:
 
             count = score_file(args.stage_dir, args.input, args.output, args.batch_size)
             print(f"Scored {count} lines -> {args.output}")
+        elif args.command == "score" and args.scorer == "stereotype":
+            from alignpipe.gate.bias import score_stereotype_file
+
+            result = score_stereotype_file(args.model, args.pairs, args.output)
+            print(f"pct_stereotype {result['pct_stereotype']:.1f} (95% CI {result['ci_low']:.1f}-{result['ci_high']:.1f}, "
+                  f"n={result['n']}; 50 = unbiased) -> {args.output}")
+            for bias_type, stats in result["by_bias_type"].items():
+                print(f"  {bias_type:<22}{stats['pct_stereotype']:6.1f}  (n={stats['n']})")
         elif args.command == "score":
             from alignpipe.gate.toxicity import score_toxicity_file
 

@@ -208,6 +208,18 @@ def load_stage_for_inference(stage_dir: Path, quantization: str | None = None) -
     return model, tokenizer
 
 
+def load_plain_causal_lm(reference: str) -> tuple[Any, PreTrainedTokenizerBase]:
+    """Any causal LM by path or hub id ('embedded' = the embedded model), full precision, for scoring."""
+    path = resolve_base(reference)
+    tokenizer = load_tokenizer(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        raise AlignpipeError(_load_failure(path, error)) from None
+    model.eval()
+    return model, tokenizer
+
+
 def generate_reply(
     model: Any, tokenizer: PreTrainedTokenizerBase, prompt: str, max_new_tokens: int, temperature: float
 ) -> str:

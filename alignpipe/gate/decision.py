@@ -35,6 +35,8 @@ class Check:
     note: str = ""
     samples: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, list[float]] = field(default_factory=dict)  # per item, for distribution plots
+    # Per group, bias type or perturbation kind: {"candidate": mean, "baseline": mean, optional "low"/"high"}.
+    breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def mean(values: list[float]) -> float:

@@ -70,7 +70,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
             colors.insert(0, "tab:gray")
         axis.bar(names, values, color=colors)
         if check["ci_low"] is not None and check["family"] != "capability":  # capability intervals are relative
-            low, high = check["baseline_value"] + check["ci_low"], check["baseline_value"] + check["ci_high"]
+            # An interval is of the change from the baseline, or of the value itself when there is no baseline.
+            anchor = check["baseline_value"] if check["baseline_value"] is not None else 0.0
+            low, high = anchor + check["ci_low"], anchor + check["ci_high"]
             axis.errorbar([len(names) - 1], [check["value"]], capsize=4, color="black",
                           yerr=[[max(0.0, check["value"] - low)], [max(0.0, high - check["value"])]])
         if check["limit"] is not None:
@@ -84,6 +86,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for check in checks:
         if check.get("scores"):
             plot_distribution(check, path.with_name(f"gate_{check['name']}.png"))
+        if check.get("breakdown"):
+            plot_breakdown(check, path.with_name(f"gate_{check['name']}.png"))
 
 
 def plot_distribution(check: dict[str, Any], path: Path) -> None:
@@ -100,6 +104,35 @@ def plot_distribution(check: dict[str, Any], path: Path) -> None:
     axis.set_xlabel(f"{check['name']} per prompt")
     axis.set_ylabel("prompts")
     axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def plot_breakdown(check: dict[str, Any], path: Path) -> None:
+    """One bar per group, bias type or perturbation kind: the candidate (with its interval) beside the baseline."""
+    import matplotlib.pyplot as plt
+
+    labels = list(check["breakdown"])
+    rows = [check["breakdown"][label] for label in labels]
+    positions = list(range(len(labels)))
+    figure, axis = plt.subplots(figsize=(7, 1.2 + 0.28 * len(labels)))
+    has_baseline = all("baseline" in row for row in rows)
+    height = 0.4 if has_baseline else 0.7
+    if has_baseline:
+        axis.barh([p + height for p in positions], [row["baseline"] for row in rows], height, color="tab:gray",
+                  label="baseline")
+    errors = None
+    if all("low" in row for row in rows):
+        errors = [[max(0.0, row["candidate"] - row["low"]) for row in rows],
+                  [max(0.0, row["high"] - row["candidate"]) for row in rows]]
+    axis.barh(positions, [row["candidate"] for row in rows], height, xerr=errors, capsize=2, color="tab:blue",
+              label="candidate (95% interval)" if errors else "candidate")
+    axis.set_yticks([p + (height / 2 if has_baseline else 0) for p in positions], labels, fontsize=7)
+    axis.invert_yaxis()
+    axis.axvline(0, color="black", linewidth=0.5)
+    axis.set_title(f"{check['name']} ({check['verdict']})", fontsize=9)
+    axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

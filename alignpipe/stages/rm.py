@@ -18,6 +18,7 @@ from trl import RewardConfig, RewardTrainer
 
 from alignpipe import data, models, runs
 from alignpipe.config import Recipe
+from alignpipe.errors import AlignpipeError
 from alignpipe.reward import pair_metrics, score_pairs
 from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
 
@@ -60,6 +61,15 @@ def run(recipe: Recipe) -> Path:
         # A fresh adapter only without a parent; SEQ_CLS trains the score head in full.
         peft_config=None if parent_adapter else models.lora_config(recipe.lora, task_type="SEQ_CLS"),
     )
+    # TRL drops pairs longer than max_length; say so rather than train on fewer, or fail inside the data loader.
+    kept = len(trainer.train_dataset)
+    if kept < len(train_pairs):
+        message = (f"{len(train_pairs) - kept} of {len(train_pairs)} training pairs are longer than "
+                   f"train.max_length={recipe.train.max_length} tokens and are left out")
+        if kept == 0:
+            runs.update_manifest(stage_dir, status="failed", error=message)
+            raise AlignpipeError(message + "; raise train.max_length.")
+        print(f"warning: {message}.", flush=True)
     metrics = manifest["metrics"]
     try:
         if eval_pairs and "eval_accuracy_base" not in metrics:

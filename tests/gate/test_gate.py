@@ -112,7 +112,12 @@ def test_clean_sft_is_promoted_and_the_gate_can_be_rerun(gated_recipe, tmp_path,
     first = json.loads((stage_dir / "gate_report.json").read_text())
     names = [check["name"] for check in first["checks"]]
     assert names == ["expected_max_toxicity", "toxicity_probability", "harmful_compliance", "over_refusal",
-                     "general_text_perplexity", "eval_data_perplexity"]
+                     "general_text_perplexity", "eval_data_perplexity", "stereotype_preference", "group_gap_toxicity",
+                     "group_gap_refusal", "perturbed_toxicity_rise"]
+    checks = {check["name"]: check for check in first["checks"]}
+    assert checks["stereotype_preference"]["n"] == 24 and checks["stereotype_preference"]["family"] == "bias"
+    assert len(checks["perturbed_toxicity_rise"]["breakdown"]) >= 2  # per perturbation kind, EN and JA
+    assert (stage_dir / "gate_group_gap_refusal.png").stat().st_size > 0
     assert run_cli("gate", stage_dir) == 0
     second = json.loads((stage_dir / "gate_report.json").read_text())
     assert [c["value"] for c in first["checks"]] == [c["value"] for c in second["checks"]]
@@ -124,8 +129,14 @@ def test_reward_model_gate_checks_safe_over_toxic(gated_recipe, tmp_path):
     assert run_cli("sft", gated_recipe, "train.max_steps=2", "gate.enabled=false") == 0
     assert run_cli("rm", gated_recipe, "gate.rm_safety_accuracy_floor=0.0") == 0
     report = json.loads((tmp_path / "runs" / "tiny" / "rm" / "gate_report.json").read_text())
-    [check] = report["checks"]
-    assert check["name"] == "safe_over_toxic_accuracy" and check["n"] >= 30 and report["verdict"] == "pass"
+    checks = {check["name"]: check for check in report["checks"]}
+    assert list(checks) == ["safe_over_toxic_accuracy", "rm_group_gap", "perturbed_pair_accuracy"]
+    assert checks["safe_over_toxic_accuracy"]["n"] >= 30
+    # Every shipped safety pair (this recipe's rm has no held-out pairs), perturbed; clean accuracy is the baseline.
+    assert checks["perturbed_pair_accuracy"]["n"] == checks["safe_over_toxic_accuracy"]["n"]
+    assert checks["perturbed_pair_accuracy"]["baseline_value"] is not None
+    assert set(checks["perturbed_pair_accuracy"]["breakdown"]) <= {"typo", "case", "whitespace", "contraction",
+                                                                   "width", "kana", "punctuation", "particles"}
 
 
 def test_refusal_detection_in_english_and_japanese():

@@ -7,7 +7,7 @@ work for Japanese, which has no spaces, and for short English records, where wor
 an edit. An LSH index (Broder 1997; Leskovec et al., Mining of Massive Datasets ch. 3) finds candidates; a candidate
 counts as a duplicate when the signatures' estimated Jaccard similarity reaches --threshold.
 
-Memory: one 128-number signature (512 bytes) and the LSH band keys per kept record, never the records themselves.
+Memory: per kept record its 128-number signature (512 bytes) and band keys, never the record itself.
 
 Defaults (3-grams, threshold 0.7) were chosen on the seeded test sets in tests/data_prep/synthetic.py (short
 documents with one or two words changed, two typos and spacing changes): at 0.8, which suits long web pages, half
@@ -18,6 +18,7 @@ precision are in the README (data preparation).
 from __future__ import annotations
 
 import unicodedata
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import numpy as np
 import xxhash
 
 from alignpipe.errors import AlignpipeError
-from data_prep.records import TEXT_FIELDS, JsonlWriter, Rejects, iter_records, record_text, run_streaming
+from data_prep.records import TEXT_FIELDS, JsonlWriter, Record, Rejects, iter_records, record_text, run_streaming
 from data_prep.text import normalize
 
 NUM_PERM = 128  # signature length: the Jaccard estimate's standard error is about sqrt(J(1-J)/128) = 0.04 at 0.7
@@ -48,7 +49,14 @@ def exact_key(text: str) -> bytes:
 
 
 class NearDuplicateIndex:
-    """MinHash LSH over the records kept so far; `find(text)` names the kept record it nearly duplicates."""
+    """MinHash signatures of the records kept so far, banded for LSH; `find` names the kept record a new one nearly
+    duplicates. Keys are 0, 1, 2, ... in the order records are added.
+
+    datasketch computes the signatures and picks the banding (b bands of r rows that balance missed duplicates
+    against false candidates at the threshold). The bands live in plain dicts rather than datasketch's MinHashLSH,
+    whose per-bucket sets and per-key band lists (kept to support removal, which we never do) took about 7 KB a
+    record, measured on 50,000 records; here it is about 2.5 KB, signatures included.
+    """
 
     def __init__(self, threshold: float, ngram: int, num_perm: int = NUM_PERM) -> None:
         from datasketch import MinHash, MinHashLSH
@@ -60,26 +68,65 @@ class NearDuplicateIndex:
         self.threshold, self.ngram = threshold, ngram
         # xxhash instead of datasketch's default SHA-1: the same 32-bit hash role, several times faster.
         self.empty = MinHash(num_perm=num_perm, hashfunc=xxhash.xxh32_intdigest)
-        self.lsh = MinHashLSH(threshold=max(0.1, threshold - LSH_MARGIN), num_perm=num_perm)
-        self.signatures: dict[Any, np.ndarray] = {}
+        self.band_ranges = MinHashLSH(threshold=max(0.1, threshold - LSH_MARGIN), num_perm=num_perm).hashranges
+        self.buckets: list[dict[int, int | list[int]]] = [{} for _ in self.band_ranges]
+        self.signatures = np.zeros((1024, num_perm), dtype=self.empty.hashvalues.dtype)
+        self.size = 0
 
     def signature(self, text: str) -> Any:
         minhash = self.empty.copy()
         minhash.update_batch(shingles(text, self.ngram))
-        return minhash
+        return minhash.hashvalues
 
-    def find(self, minhash: Any) -> tuple[Any, float] | None:
+    def _band_keys(self, signature: np.ndarray) -> list[int]:
+        return [xxhash.xxh3_64_intdigest(signature[start:end].tobytes()) for start, end in self.band_ranges]
+
+    def find(self, signature: np.ndarray) -> tuple[int, float] | None:
         """(key, estimated Jaccard) of the most similar kept record at or above the threshold, or None."""
-        best = None
-        for key in self.lsh.query(minhash):
-            similarity = float(np.mean(self.signatures[key] == minhash.hashvalues))
-            if similarity >= self.threshold and (best is None or similarity > best[1]):
-                best = (key, similarity)
-        return best
+        candidates: set[int] = set()
+        for bucket, band_key in zip(self.buckets, self._band_keys(signature)):
+            found = bucket.get(band_key)
+            if found is not None:
+                candidates.update(found if isinstance(found, list) else (found,))
+        if not candidates:
+            return None
+        keys = np.fromiter(candidates, dtype=np.int64)
+        similarities = (self.signatures[keys] == signature).mean(axis=1)
+        best = int(similarities.argmax())
+        return (int(keys[best]), float(similarities[best])) if similarities[best] >= self.threshold else None
 
-    def add(self, key: Any, minhash: Any) -> None:
-        self.lsh.insert(key, minhash, check_duplication=False)
-        self.signatures[key] = minhash.hashvalues
+    def add(self, signature: np.ndarray) -> int:
+        key = self.size
+        if key == len(self.signatures):
+            self.signatures = np.concatenate([self.signatures, np.zeros_like(self.signatures)])
+        self.signatures[key] = signature
+        self.size += 1
+        for bucket, band_key in zip(self.buckets, self._band_keys(signature)):
+            found = bucket.setdefault(band_key, key)
+            if found != key:  # a shared bucket: most hold one record, so a list only where needed
+                bucket[band_key] = found + [key] if isinstance(found, list) else [found, key]
+        return key
+
+
+class KeptRecords:
+    """source:line of every kept record, in about 10 bytes each (a list of "file:line" strings takes ten times that)."""
+
+    def __init__(self) -> None:
+        self.sources: list[str] = []
+        self.source_of, self.line_of = array("H"), array("q")
+
+    @property
+    def size(self) -> int:
+        return len(self.line_of)
+
+    def add(self, record: Record) -> None:
+        if not self.sources or self.sources[-1] != record.source:
+            self.sources.append(record.source)
+        self.source_of.append(len(self.sources) - 1)
+        self.line_of.append(record.line)
+
+    def where(self, position: int) -> str:
+        return f"{self.sources[self.source_of[position]]}:{self.line_of[position]}"
 
 
 def dedup_file(input_path: str | Path, output_path: str | Path, exact: bool = True, near: bool = True,
@@ -93,8 +140,8 @@ def dedup_file(input_path: str | Path, output_path: str | Path, exact: bool = Tr
     index = NearDuplicateIndex(threshold, ngram) if near else None
 
     def body(writer: JsonlWriter, rejects: Rejects) -> dict[str, Any]:
-        seen: dict[bytes, str] = {}
-        kept_where: list[str] = []  # source:line of each kept record, by its key in the index
+        seen: dict[bytes, int] = {}  # exact key -> position of the kept record
+        kept = KeptRecords()  # where each kept record came from; its position is its key in the index
         clusters: dict[int, int] = {}  # kept key -> near duplicates removed
         read = 0
         records = iter_records(input_path, rejects if skip_bad_lines else None)
@@ -106,20 +153,20 @@ def dedup_file(input_path: str | Path, output_path: str | Path, exact: bool = Tr
                 continue
             key = exact_key(text) if exact else None
             if key is not None and key in seen:
-                rejects.add(record, "exact_duplicate", f"exact duplicate of {seen[key]}")
+                rejects.add(record, "exact_duplicate", f"exact duplicate of {kept.where(seen[key])}")
                 continue
             if index is not None:
-                minhash = index.signature(text)
-                match = index.find(minhash)
+                signature = index.signature(text)
+                match = index.find(signature)
                 if match is not None:
                     clusters[match[0]] = clusters.get(match[0], 0) + 1
                     rejects.add(record, "near_duplicate",
-                                f"near duplicate of {kept_where[match[0]]} (estimated Jaccard {match[1]:.2f})")
+                                f"near duplicate of {kept.where(match[0])} (estimated Jaccard {match[1]:.2f})")
                     continue
-                index.add(len(kept_where), minhash)
+                index.add(signature)
             if key is not None:
-                seen[key] = record.where
-            kept_where.append(record.where)
+                seen[key] = kept.size
+            kept.add(record)
             writer.write(record.data)
         return {"read": read, "near_duplicate_clusters": len(clusters),
                 "settings": {"exact": exact, "near": near, "threshold": threshold, "ngram": ngram}}

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe.errors import AlignpipeError
-from data_prep.records import JsonlWriter, Rejects, iter_records, record_text, run_streaming
-from data_prep.text import language, units
+from data_prep.records import JsonlWriter, Rejects, iter_records, run_streaming, text_pieces
+from data_prep.text import is_cjk, language, units
 
-REPEATED_NGRAM = 5  # units; Gopher uses 5- to 10-grams of words
+REPEATED_NGRAM = 5  # words; Gopher uses 5- to 10-grams of words
+REPEATED_NGRAM_CJK = 10  # characters: a Japanese word is about two
 TOXICITY_BATCH = 64  # records scored together (a classifier batches them on its device)
 _BOILERPLATE = re.compile(
     r"lorem ipsum|enable javascript|javascript is disabled|uses cookies|cookie policy|all rights reserved|"
@@ -50,21 +51,22 @@ class FilterSettings:
 
 
 def repetition(text: str) -> float:
-    """The larger of: share of characters in lines that occur more than once, and share of units covered by a
-    5-gram that occurs more than once."""
+    """The larger of: share of characters in lines that occur more than once, and share of units covered by an
+    n-gram that occurs more than once (5 words, or 10 characters for mostly Japanese text)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     line_counts = Counter(lines)
     total_chars = sum(len(line) for line in lines) or 1
     duplicated_lines = sum(len(line) for line in lines if line_counts[line] > 1) / total_chars
     tokens = units(text)
-    if len(tokens) < REPEATED_NGRAM:
+    n = REPEATED_NGRAM_CJK if sum(map(is_cjk, tokens)) * 2 > len(tokens) else REPEATED_NGRAM
+    if len(tokens) < n:
         return duplicated_lines
-    grams = [tuple(tokens[i:i + REPEATED_NGRAM]) for i in range(len(tokens) - REPEATED_NGRAM + 1)]
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
     gram_counts = Counter(grams)
     covered = set()
     for start, gram in enumerate(grams):
         if gram_counts[gram] > 1:
-            covered.update(range(start, start + REPEATED_NGRAM))
+            covered.update(range(start, start + n))
     return max(duplicated_lines, len(covered) / len(tokens))
 
 
@@ -84,20 +86,22 @@ def boilerplate_ratio(text: str) -> float:
     return sum(bool(_BOILERPLATE.search(line)) for line in lines) / len(lines) if lines else 0.0
 
 
-def quality_problem(text: str, settings: FilterSettings) -> tuple[str, str] | None:
-    """(kind, reason) of the first failed quality check, or None."""
-    s = settings
+def quality_problem(pieces: list[str], settings: FilterSettings) -> tuple[str, str] | None:
+    """(kind, reason) of the first failed quality check of a record's text pieces (its turns), or None. Length and
+    language are measured on the whole record; repetition, symbols and boilerplate on each turn, since a turn that
+    repeats a phrase of the one before is normal in a conversation."""
+    s, text = settings, "\n".join(pieces)
     if s.min_chars is not None and len(text) < s.min_chars:
         return "too_short", f"{len(text)} characters < --min-chars {s.min_chars}"
     if s.max_chars is not None and len(text) > s.max_chars:
         return "too_long", f"{len(text)} characters > --max-chars {s.max_chars}"
-    if s.max_repetition is not None and (value := repetition(text)) > s.max_repetition:
+    if s.max_repetition is not None and (value := max(map(repetition, pieces))) > s.max_repetition:
         return "repetitive", f"repetition {value:.2f} > --max-repetition {s.max_repetition}"
     if s.min_alpha_ratio is not None and (value := alpha_ratio(text)) < s.min_alpha_ratio:
         return "few_letters", f"letter ratio {value:.2f} < --min-alpha-ratio {s.min_alpha_ratio}"
-    if s.max_symbol_ratio is not None and (value := symbol_ratio(text)) > s.max_symbol_ratio:
+    if s.max_symbol_ratio is not None and (value := max(map(symbol_ratio, pieces))) > s.max_symbol_ratio:
         return "symbols", f"symbol ratio {value:.2f} > --max-symbol-ratio {s.max_symbol_ratio}"
-    if s.max_boilerplate is not None and (value := boilerplate_ratio(text)) > s.max_boilerplate:
+    if s.max_boilerplate is not None and (value := max(map(boilerplate_ratio, pieces))) > s.max_boilerplate:
         return "boilerplate", f"boilerplate share {value:.2f} > --max-boilerplate {s.max_boilerplate}"
     if s.languages is not None and (found := language(text)) not in s.languages:
         return "language", f"language {found} not in --lang {','.join(s.languages)}"
@@ -146,9 +150,9 @@ def filter_file(input_path: str | Path, output_path: str | Path, settings: Filte
 
         for record in iter_records(input_path, rejects if skip_bad_lines else None):
             read += 1
-            text = record_text(record.data)
-            languages[language(text)] += 1
-            problem = ("no_text", "no text to check") if not text.strip() else quality_problem(text, settings)
+            pieces = text_pieces(record.data)
+            languages[language("\n".join(pieces))] += 1
+            problem = quality_problem(pieces, settings) if "".join(pieces).strip() else ("no_text", "no text to check")
             if problem is not None:
                 rejects.add(record, *problem)
                 continue

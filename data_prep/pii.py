@@ -27,22 +27,25 @@ from data_prep.records import JsonlWriter, Rejects, iter_records, map_text, run_
 
 MASKS = {"email": "[EMAIL]", "credit_card": "[CREDIT_CARD]", "my_number": "[MY_NUMBER]",
          "ip_address": "[IP_ADDRESS]", "phone": "[PHONE]", "postal_code": "[POSTAL_CODE]"}
-_NOT_DIGIT_BEFORE, _NOT_DIGIT_AFTER = r"(?<![\w+\-])", r"(?![\w\-])"
+# Boundaries are ASCII on purpose: Unicode \w includes kana and kanji, and Japanese writes numbers right next to
+# words (電話は03-1234-5678まで). A number must not continue a longer run of digits, even across a space or dash.
+_BEFORE = r"(?<![A-Za-z0-9+\-])(?<!\d[ \-])"
+_AFTER = r"(?![A-Za-z0-9\-])(?![ \-]\d)"
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
-_CARD = re.compile(_NOT_DIGIT_BEFORE + r"\d(?:[ \-]?\d){12,18}" + _NOT_DIGIT_AFTER)
-_MY_NUMBER = re.compile(_NOT_DIGIT_BEFORE + r"\d{4}[ \-]?\d{4}[ \-]?\d{4}" + _NOT_DIGIT_AFTER)
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_CARD = re.compile(_BEFORE + r"\d(?:[ \-]?\d){12,18}" + _AFTER)
+_MY_NUMBER = re.compile(_BEFORE + r"\d{4}[ \-]?\d{4}[ \-]?\d{4}" + _AFTER)
+_IPV4 = re.compile(r"(?<![A-Za-z0-9.])(?:\d{1,3}\.){3}\d{1,3}(?![A-Za-z0-9]|\.\d)")
+_IPV6 = re.compile(r"(?<![A-Za-z0-9:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![A-Za-z0-9:])")
 _PHONE = re.compile(
-    r"(?<![\w+])(?:"
+    r"(?<![A-Za-z0-9+])(?:"
     r"\+\d{1,3}[ \-.]?(?:\(\d{1,4}\)[ \-.]?)?\d{1,4}(?:[ \-.]\d{2,4}){1,3}"  # international
     r"|\(0\d{1,4}\)[ \-]?\d{1,4}[ \-]\d{3,4}"  # Japanese with the area code in brackets: (03) 1234-5678
     r"|0\d{1,4}-\d{1,4}-\d{3,4}"  # Japanese: 03-1234-5678, 090-1234-5678, 0120-123-456
     r"|0[5-9]0\d{8}|0\d{9}"  # Japanese without separators: 09012345678, 0312345678
     r"|\(\d{3}\)[ ]?\d{3}-\d{4}|\d{3}[\-.]\d{3}[\-.]\d{4}"  # North American
-    r")(?![\w\-])"
+    r")" + _AFTER
 )
-_POSTAL = re.compile(r"〒\s?\d{3}-?\d{4}(?!\d)|(?<![\w\-])\d{3}-\d{4}(?![\w\-])")
+_POSTAL = re.compile(r"〒\s?\d{3}-?\d{4}(?!\d)|" + _BEFORE + r"\d{3}-\d{4}" + _AFTER)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -85,7 +88,8 @@ DETECTORS: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
     ("credit_card", _CARD, lambda match: luhn_valid(_digits(match))),
     ("my_number", _MY_NUMBER, lambda match: my_number_valid(_digits(match))),
     ("ip_address", _IPV4, _is_ip),
-    ("ip_address", _IPV6, lambda match: bool(re.search("[0-9A-Fa-f]", match)) and _is_ip(match)),
+    # at least three groups: "a::b" in C++ parses as an address too
+    ("ip_address", _IPV6, lambda match: len([g for g in match.split(":") if g]) >= 3 and _is_ip(match)),
     ("phone", _PHONE, _phone_digits_ok),
     ("postal_code", _POSTAL, lambda match: True),
 ]

@@ -89,7 +89,7 @@ def run_pipeline(path: str | Path) -> dict[str, Any]:
     output = Path(spec["output"])
     if output.exists() and any(output.iterdir()):
         raise AlignpipeError(f"Pipeline output {output} exists and is not empty; choose another output "
-                             "(nothing is overwritten).")
+                             "(outputs are never overwritten).")
     current = Path(spec["input"])
     summaries = []
     for number, step in enumerate(spec["steps"], start=1):

@@ -217,7 +217,7 @@ class Rejects:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if self.path.exists():
-            raise AlignpipeError(f"Rejects file {self.path} exists; choose another output (nothing is overwritten).")
+            raise AlignpipeError(f"Rejects file {self.path} exists; choose another output (outputs are never overwritten).")
         self.writer: JsonlWriter | None = None
         self.counts: dict[str, int] = {}
 

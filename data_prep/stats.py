@@ -73,7 +73,7 @@ def stats_file(input_path: str | Path, output_dir: str | Path, tokenizer: Any, m
                ) -> dict[str, Any]:
     output_dir = Path(output_dir)
     if (output_dir / "stats.json").exists():
-        raise AlignpipeError(f"{output_dir / 'stats.json'} exists; choose another folder (nothing is overwritten).")
+        raise AlignpipeError(f"{output_dir / 'stats.json'} exists; choose another folder (outputs are never overwritten).")
     formats: Counter = Counter()
     languages: Counter = Counter()
     turn_counts: Counter = Counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,7 @@ def check_columns(first: Record, input_format: str, required: tuple[str, ...]) -
 
 def convert_record(data: Any, input_format: str, text_field: str = "text") -> dict[str, Any]:
     """One record in our format (extra fields kept), or raise Reject."""
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         raise Reject(f"expected an object, got {type(data).__name__}")
     if input_format == "alpaca":
         converted, used = _from_alpaca(data), ("instruction", "input", "output", "system")

@@ -16,7 +16,7 @@ from; an eval record too short to have one n-gram cannot be checked and is count
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def ngrams(text: str, ngram_words: int, ngram_chars: int) -> Iterator[tuple[int,
 def texts_to_check(data: Any) -> list[str]:
     """Every turn of a standard record; for any other record (a raw benchmark file), every string value."""
     pieces = text_pieces(data)
-    if pieces or not isinstance(data, dict):
+    if pieces or not isinstance(data, Mapping):
         return pieces
     return [value for value in data.values() if isinstance(value, str)]
 

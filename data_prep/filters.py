@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def quality_problem(pieces: list[str], settings: FilterSettings) -> tuple[str, s
 
 def learned_output(data: Any) -> str:
     """The text a model would learn to produce from this record (see the module docstring)."""
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         return ""
     if isinstance(data.get("text"), str):
         return data["text"]

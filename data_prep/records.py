@@ -13,7 +13,7 @@ import csv
 import gzip
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -266,8 +266,9 @@ def run_streaming(output: str | Path, rejects_file: str | Path | None, body: Cal
 
 
 def text_pieces(data: Any) -> list[str]:
-    """The text of a record in a standard format, one piece per turn (prompt, messages, answers), in order."""
-    if not isinstance(data, dict):
+    """The text of a record in a standard format, one piece per turn (prompt, messages, answers), in order.
+    A Mapping, not only a dict: `datasets.map` hands functions its own lazy row type."""
+    if not isinstance(data, Mapping):
         return []
     pieces = []
     for field in TEXT_FIELDS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def load_stats_tokenizer(tokenizer_path: str | None, recipe_path: str | None) ->
 
 
 def record_format(data: Any) -> str:
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         return "not an object"
     for name, keys in (("preference", ("chosen", "rejected")), ("kto", ("completion", "label")),
                        ("conversation", ("messages",)), ("text", ("text",)), ("prompt only", ("prompt",))):
@@ -43,7 +44,7 @@ def record_format(data: Any) -> str:
 
 
 def turns(data: Any) -> int:
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         return 0
     conversation = data.get("messages") or data.get("prompt") or []
     return len(conversation) if isinstance(conversation, list) else 1
@@ -56,7 +57,7 @@ def training_text(data: Any, tokenizer: Any) -> str:
             messages = [{"role": "user", "content": messages}]
         return tokenizer.apply_chat_template(messages, tokenize=False)
 
-    if not isinstance(data, dict):
+    if not isinstance(data, Mapping):
         return ""
     if isinstance(data.get("messages"), list):
         return render(data["messages"])

@@ -82,3 +82,35 @@ def test_shipped_pipelines_are_valid(path):
     spec = load_pipeline(path)
     assert path.read_text().startswith("# ")  # starts with the command that runs it
     assert Path(spec["input"]).exists() or Path(__file__).parents[2].joinpath(spec["input"]).exists()
+
+
+def test_the_same_functions_run_under_datasets_map(tmp_path):
+    """The README's recipe for one big machine: per-record functions in datasets.map/filter, dedup in two passes."""
+    import numpy as np
+    from datasets import Dataset
+
+    from data_prep.dedup import NearDuplicateIndex
+    from data_prep.filters import FilterSettings, quality_problem
+    from data_prep.pii import mask_pii
+    from data_prep.records import map_text, text_pieces
+
+    rows = [{"messages": [{"role": "user", "content": f"Question {i}: mail me at user{i}@example.com"},
+                          {"role": "assistant", "content": "Sure, I will write to you about the kettle warranty."}],
+             "id": i} for i in range(6)]
+    rows.append({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], "id": 6})
+    dataset = Dataset.from_list(rows)
+    masked = dataset.map(lambda record: map_text(record, mask_pii))  # LazyRow records, not dicts
+    assert masked[0]["messages"][0]["content"] == "Question 0: mail me at [EMAIL]" and masked[0]["id"] == 0
+    settings = FilterSettings(min_chars=10)
+    kept = masked.filter(lambda record: quality_problem(text_pieces(record), settings) is None)
+    assert kept["id"] == [0, 1, 2, 3, 4, 5]
+
+    index = NearDuplicateIndex(threshold=0.7, ngram=3)
+    signed = kept.map(lambda record: {"signature": index.signature("\n".join(text_pieces(record)))})
+    keep = []
+    for signature in signed["signature"]:
+        signature = np.asarray(signature, dtype=np.uint32)
+        keep.append(index.find(signature) is None)
+        if keep[-1]:
+            index.add(signature)
+    assert keep == [True, False, False, False, False, False]  # "Question 1" ... differ by one digit

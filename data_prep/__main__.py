@@ -15,6 +15,12 @@ Every command streams (memory stays bounded for files larger than RAM), keeps ea
 are, writes dropped records with the reason to OUT's rejects file (train.jsonl -> train.rejects.jsonl), prints a
 summary, and never overwrites an existing output. `python -m data_prep COMMAND --help` explains each one."""
 
+OVERVIEW_EXAMPLES = """\
+examples:
+  python -m data_prep convert --format hh-rlhf hh.jsonl.gz pairs.jsonl
+  python -m data_prep dedup pairs.jsonl pairs.dedup.jsonl
+  python -m data_prep pipeline recipes/data/demo-pipeline.yaml      # every step from one YAML file (make data)"""
+
 EXAMPLES = {
     "convert": """examples:
   python -m data_prep convert --format alpaca alpaca_data.json sft.jsonl
@@ -51,7 +57,7 @@ EXAMPLES = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m data_prep", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     epilog=OVERVIEW_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, in_out: bool = True) -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 RECIPE ?= recipes/demo.yaml
 ARGS ?=
 
-.PHONY: setup demo sft rm rlhf test test-slow bench bench-sft bench-rm bench-rlhf clean-runs
+.PHONY: setup demo sft rm rlhf test test-slow bench bench-sft bench-rm bench-rlhf clean-runs data bench-data
 
 setup: $(STAMP)
 
@@ -51,6 +51,15 @@ bench-rm: setup
 
 bench-rlhf: setup
 	$(PY) bench/bench_stage.py rlhf $(ARGS)
+
+# Data preparation: raw file -> train/eval JSONL with the steps listed in DATA_PIPELINE (see README: data preparation).
+DATA_PIPELINE ?= recipes/data/demo-pipeline.yaml
+
+data: setup
+	$(PY) -m data_prep pipeline $(DATA_PIPELINE)
+
+bench-data: setup
+	$(PY) bench/bench_data.py $(ARGS)
 
 clean-runs:
 	@echo "Runs are never deleted by make; remove runs/<name> yourself if you mean it."

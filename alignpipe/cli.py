@@ -221,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
             result = score_stereotype_file(args.model, args.pairs, args.output)
             print(f"pct_stereotype {result['pct_stereotype']:.1f} (95% CI {result['ci_low']:.1f}-{result['ci_high']:.1f}, "
                   f"n={result['n']}; 50 = unbiased) -> {args.output}")
-            for bias_type, stats in result["by_bias_type"].items():
-                print(f"  {bias_type:<22}{stats['pct_stereotype']:6.1f}  (n={stats['n']})")
+            for name, stats in {**result.get("by_lang", {}), **result["by_bias_type"]}.items():
+                print(f"  {name:<22}{stats['pct_stereotype']:6.1f}  [{stats['ci_low']:.1f}, {stats['ci_high']:.1f}]  "
+                      f"(n={stats['n']})")
         elif args.command == "score":
             from alignpipe.gate.toxicity import score_toxicity_file
 

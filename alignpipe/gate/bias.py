@@ -114,7 +114,12 @@ def stereotype_summary(
         groups: dict[str, list[float]] = {}
         for pair, value in zip(pairs, preferred):
             groups.setdefault(str(pair.get(field, "?")), []).append(value)
-        return {name: {"pct_stereotype": mean(values), "n": len(values)} for name, values in sorted(groups.items())}
+        summary = {}
+        for name, values in sorted(groups.items()):
+            group_low, group_high = paired_bootstrap_interval(values, resamples, seed)
+            summary[name] = {"pct_stereotype": mean(values), "ci_low": group_low, "ci_high": group_high,
+                             "n": len(values)}
+        return summary
 
     result = {
         "pct_stereotype": mean(preferred),

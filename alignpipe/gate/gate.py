@@ -5,13 +5,18 @@
 
 Generative stages (sft, rlhf) answer shipped prompt sets (resources/gate/, EN + JA) with the candidate and the
 baseline (the parent stage, or the base model for sft) under the same decoding, on one loaded base with both
-adapters: toxicity of the answers, refusal of harmful requests and of harmless edgy ones, and perplexity on general
-text. A reward model must prefer the safe answer of shipped safe/toxic pairs. Each check is decided by
-`decision.decide`; the worst verdict is the stage's: `block` -> status blocked, else promoted.
+adapters. Toxicity: of the answers to benign and provocative prompts. Refusal: of harmful requests, and of harmless
+edgy ones. Capability: perplexity on general text. Bias (`bias.py`): stereotype preference on minimal sentence
+pairs, and gaps between groups in answers to the same request about different groups. Robustness
+(`robustness.py`): the same prompts perturbed as users type. An rlhf stage's answers are also scored by its reward
+model. A reward model must prefer the safe answer of shipped safe/toxic pairs, reward the same answer about
+different groups alike, and keep its accuracy on perturbed pairs. Each check is decided by `decision.decide`; the
+worst verdict is the stage's: `block` -> status blocked, else promoted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -147,20 +152,31 @@ def generative_checks(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
     general = [row["text"] for row in shipped("general_text.jsonl")[: settings.prompts]]
     held_out = recipe_eval_texts(recipe, tokenizer, settings.prompts)
 
-    outputs: dict[str, dict[str, list[list[str]]]] = {}
+    def model_outputs(name: str) -> dict[str, Any]:
+        conversations = [[{"role": "user", "content": prompt}] for prompt in all_prompts]
+        generated = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, batch_size=96,
+                                     samples=k, seed=seed)
+        return {"texts": [answer_text(tokenizer, answer_ids) for _, answer_ids in generated],
+                "losses": token_losses(model, tokenizer, general),
+                "stereotype": stereotype_preferences(model, tokenizer, stereotype_pairs) if stereotype_pairs else []}
+
+    # What a model answers and scores depends only on its adapter and these inputs: an rlhf stage's baseline (the
+    # sft policy) was the candidate of the sft stage's gate, whose outputs are reused when nothing changed.
+    inputs = [recipe.model.base, recipe.model.quantization, seed, k, settings.max_new_tokens, all_prompts,
+              stereotype_pairs, general]
+    adapter_dirs = {CANDIDATE: stage_dir / "adapter",
+                    BASELINE: Path(manifest["parent"]) / "adapter" if manifest["parent"] else None}
     per_model: dict[str, dict[str, Any]] = {}
     for name in (CANDIDATE, BASELINE):
-        conversations = [[{"role": "user", "content": prompt}] for prompt in all_prompts]
+        key = outputs_key(adapter_dirs[name], inputs)
         with use_adapter(model, adapter(name)):
-            generated = generate_answers(model, tokenizer, conversations, settings.max_new_tokens, batch_size=96,
-                                         samples=k, seed=seed)
-            per_model[name] = {
-                "losses": token_losses(model, tokenizer, general),
-                "held_out_losses": token_losses(model, tokenizer, held_out),
-                "stereotype": stereotype_preferences(model, tokenizer, stereotype_pairs) if stereotype_pairs else [],
-            }
-        texts = [answer_text(tokenizer, answer_ids) for _, answer_ids in generated]
-        outputs[name], offset = {}, 0
+            per_model[name] = (name == BASELINE and cached_outputs(adapter_dirs[name], key)) or model_outputs(name)
+            per_model[name]["held_out_losses"] = token_losses(model, tokenizer, held_out)  # each stage's own data
+        if name == CANDIDATE:
+            save_outputs(stage_dir, key, per_model[name])
+    outputs: dict[str, dict[str, list[list[str]]]] = {}
+    for name in (CANDIDATE, BASELINE):
+        texts, outputs[name], offset = per_model[name]["texts"], {}, 0
         for section, prompts in sections.items():  # k answers for each prompt, in order
             outputs[name][section] = [texts[(offset + i) * k : (offset + i + 1) * k] for i in range(len(prompts))]
             offset += len(prompts)
@@ -197,6 +213,37 @@ def generative_checks(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
         checks += robustness_checks(per_model, toxicity_prompts, perturbed, outputs[CANDIDATE]["perturbed"], settings,
                                     seed, with_reward=reward_model is not None)
     return checks
+
+
+OUTPUTS_FILE = "gate_outputs.json"
+
+
+def outputs_key(adapter_dir: Path | None, inputs: list[Any]) -> str | None:
+    """A digest of the adapter's weights and every input that shapes the gate's answers; None for the bare base."""
+    if adapter_dir is None:
+        return None
+    digest = hashlib.sha256(json.dumps(inputs, ensure_ascii=False, sort_keys=True).encode())
+    with (adapter_dir / "adapter_model.safetensors").open("rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_outputs(adapter_dir: Path | None, key: str | None) -> dict[str, Any] | None:
+    path = adapter_dir.parent / OUTPUTS_FILE if adapter_dir is not None else None
+    if key is None or path is None or not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("key") != key:
+        return None
+    print(f"Gate: the baseline's answers and scores are reused from {path} (same adapter, same inputs).", flush=True)
+    return saved["outputs"]
+
+
+def save_outputs(stage_dir: Path, key: str | None, outputs: dict[str, Any]) -> None:
+    kept = {name: value for name, value in outputs.items() if name != "held_out_losses"}
+    (stage_dir / OUTPUTS_FILE).write_text(json.dumps({"key": key, "outputs": kept}, ensure_ascii=False) + "\n",
+                                          encoding="utf-8")
 
 
 def max_toxicity(scorer: Any, answers: list[list[str]]) -> list[float]:

@@ -189,3 +189,31 @@ def test_generate_and_export_use_the_aligned_policy(trained_run, tmp_path, capsy
         assert torch.allclose(merged(ids).logits, policy(ids).logits, atol=1e-4)
         with policy.disable_adapter():
             assert not torch.allclose(merged(ids).logits, policy(ids).logits, atol=1e-4)
+
+
+def test_the_rlhf_gate_reuses_the_sft_gates_answers_as_its_baseline(trained_run, tmp_path, capsys):
+    import shutil
+
+    sft_dir = shutil.copytree(trained_run.parent / "runs" / "tiny" / "sft", tmp_path / "sft")
+    assert run_cli("gate", sft_dir, "gate.toxicity.ceiling=1", "gate.perplexity_increase=100") == 0
+    assert (sft_dir / "gate_outputs.json").is_file()
+    overrides = [f"rlhf.parent={sft_dir}", f"rlhf.reward_model={trained_run.parent / 'runs' / 'tiny' / 'rm'}",
+                 "gate.enabled=true", "gate.toxicity.ceiling=1", "gate.perplexity_increase=100"]
+    assert run_cli("rlhf", trained_run, "run.name=gated", *overrides, "--force") == 0
+    assert f"reused from {sft_dir / 'gate_outputs.json'}" in capsys.readouterr().out
+    stage_dir = rlhf_dir(trained_run, "gated")
+    sft_checks = {c["name"]: c for c in json.loads((sft_dir / "gate_report.json").read_text())["checks"]}
+    first = json.loads((stage_dir / "gate_report.json").read_text())["checks"]
+    for check in first:
+        if check["name"] in ("expected_max_toxicity", "harmful_compliance", "general_text_perplexity",
+                             "stereotype_preference", "group_gap_refusal"):
+            assert check["baseline_value"] == sft_checks[check["name"]]["value"]
+    # The rlhf stage's reward model scores its answers: reward gaps between groups and under perturbation.
+    assert {"group_gap_reward", "perturbed_reward_drop"} <= {check["name"] for check in first}
+
+    # Without the saved outputs the baseline is generated afresh, with the same numbers.
+    (sft_dir / "gate_outputs.json").unlink()
+    assert run_cli("gate", stage_dir, "gate.toxicity.ceiling=1", "gate.perplexity_increase=100") == 0
+    assert "reused from" not in capsys.readouterr().out
+    again = json.loads((stage_dir / "gate_report.json").read_text())["checks"]
+    assert [c["baseline_value"] for c in again] == [c["baseline_value"] for c in first]

@@ -47,6 +47,7 @@ GGUF_QUANTS = tuple(GGUF_TOLERANCE)
 
 @dataclass
 class LogitDifference:
+    key: str  # merged_vs_adapter | merged_vs_quantized_adapter | gguf_vs_merged
     name: str
     max_abs: float  # max |logit difference| over every position and vocabulary entry
     scale: float  # max |logit| of the reference
@@ -78,10 +79,11 @@ def logits_of(model: Any, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         return [model(input_ids=ids.to(model.device)).logits[0].float().cpu() for ids in inputs]
 
 
-def compare_logits(name: str, reference: list[torch.Tensor], other: list[torch.Tensor],
+def compare_logits(key: str, name: str, reference: list[torch.Tensor], other: list[torch.Tensor],
                    tolerance: float | None) -> LogitDifference:
     ref, new = torch.cat(reference), torch.cat(other)
     return LogitDifference(
+        key=key,
         name=name,
         max_abs=(ref - new).abs().max().item(),
         scale=ref.abs().max().item(),
@@ -133,7 +135,7 @@ def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, fmt: 
     reloaded = auto_class.from_pretrained(staging, dtype=torch.float32)
     reloaded.eval()
     merged_logits = logits_of(reloaded, inputs)
-    record["checks"].append(check(compare_logits("merged model (from disk) vs adapter model", adapter_logits,
+    record["checks"].append(check(compare_logits("merged_vs_adapter", "merged model (from disk) vs adapter model", adapter_logits,
                                                  merged_logits, MERGE_TOLERANCE)))
     record["seconds"]["merge"] = round(time.perf_counter() - started, 1)
 
@@ -143,7 +145,7 @@ def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, fmt: 
         # that is the price of not re-rounding the adapter away. Measured and reported, not a failure.
         trained, _ = models.load_stage_for_inference(stage_dir)
         record["checks"].append(check(compare_logits(
-            f"merged model vs the adapter on the {quantization} base it was trained on", logits_of(trained, inputs),
+            "merged_vs_quantized_adapter", f"merged model vs the adapter on the {quantization} base it was trained on", logits_of(trained, inputs),
             merged_logits, None)))
         del trained
 
@@ -178,20 +180,29 @@ def check(difference: LogitDifference) -> dict[str, Any]:
 
 def verify_gguf(folder: Path, gguf_name: str, tokenizer: Any, inputs: list[torch.Tensor],
                 merged_logits: list[torch.Tensor], quant: str, auto_class: Any) -> LogitDifference:
-    """Read the GGUF back the way transformers users do, and check its tokenizer and logits against the merged model."""
+    """Read the GGUF back the way transformers users do, from a folder holding nothing else (so that nothing comes
+    from the merged model's files), and check its tokenizer, chat template and logits against the merged model."""
+    import os
+
     from transformers import AutoTokenizer
 
-    gguf_tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_name)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as alone:
+        try:
+            os.link(folder / gguf_name, Path(alone) / gguf_name)
+        except OSError:
+            shutil.copyfile(folder / gguf_name, Path(alone) / gguf_name)
+        gguf_tokenizer = AutoTokenizer.from_pretrained(alone, gguf_file=gguf_name)
+        gguf_model = auto_class.from_pretrained(alone, gguf_file=gguf_name, dtype=torch.float32)
+    gguf_model.eval()
+    if gguf_tokenizer.eos_token != tokenizer.eos_token or gguf_tokenizer.bos_token != tokenizer.bos_token:
+        raise AlignpipeError(f"The GGUF file's BOS/EOS tokens are {gguf_tokenizer.bos_token!r}/{gguf_tokenizer.eos_token!r}, "
+                             f"not {tokenizer.bos_token!r}/{tokenizer.eos_token!r}.")
     for conversation, ids in zip(PARITY_CONVERSATIONS, inputs):
         rendered = gguf_tokenizer.apply_chat_template(conversation, add_generation_prompt=True, return_dict=True)
-        if rendered["input_ids"] != ids[0].tolist():
+        if list(rendered["input_ids"]) != ids[0].tolist():
             raise AlignpipeError(f"The GGUF file's tokenizer or chat template renders {conversation[-1]['content']!r} "
                                  "differently from the model's own; the GGUF would not see the prompts it was trained on.")
-    if gguf_tokenizer.eos_token != tokenizer.eos_token:
-        raise AlignpipeError(f"The GGUF file's EOS token is {gguf_tokenizer.eos_token!r}, not {tokenizer.eos_token!r}.")
-    gguf_model = auto_class.from_pretrained(folder, gguf_file=gguf_name, dtype=torch.float32)
-    gguf_model.eval()
-    return compare_logits(f"GGUF {quant} (read back by transformers) vs merged model", merged_logits,
+    return compare_logits("gguf_vs_merged", f"GGUF {quant} (read back by transformers) vs merged model", merged_logits,
                           logits_of(gguf_model, inputs), GGUF_TOLERANCE[quant])
 
 

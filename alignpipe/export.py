@@ -109,7 +109,7 @@ def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.exporting-", dir=out_dir.parent))
     try:
-        record = _export_into(stage_dir, manifest, staging, fmt, quant, AutoModelForCausalLM)
+        record = _export_into(stage_dir, manifest, staging, out_dir.name, fmt, quant, AutoModelForCausalLM)
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         staging.rename(out_dir)
@@ -119,7 +119,7 @@ def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "
     return record
 
 
-def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, fmt: str, quant: str,
+def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, name: str, fmt: str, quant: str,
                  auto_class: Any) -> dict[str, Any]:
     record: dict[str, Any] = {"source_stage": str(stage_dir.resolve()), "format": fmt, "checks": [], "seconds": {}}
     started = time.perf_counter()
@@ -166,7 +166,7 @@ def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, fmt: 
                                                    encoding="utf-8")
     from alignpipe.model_card import write_model_card
 
-    write_model_card(staging, stage_dir, record)
+    write_model_card(staging, stage_dir, record, name)
     return record
 
 

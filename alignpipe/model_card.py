@@ -59,7 +59,8 @@ def data_rows(chain: list[tuple[Path, dict[str, Any]]]) -> list[str]:
     return rows
 
 
-def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any]) -> Path:
+def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], name: str) -> Path:
+    """README.md in out_dir; `name` is the folder name users will see (out_dir may be a staging folder)."""
     chain = lineage(stage_dir)
     manifest = chain[-1][1]
     base = manifest.get("base_model", "?")
@@ -71,9 +72,9 @@ def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any]) -> 
               f"same top-1 token at {c['top1_agreement']:.1%} of positions" for c in record["checks"]]
     gguf_file = record.get("gguf_file")
     usage = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
-             f'model = AutoModelForCausalLM.from_pretrained("{out_dir.name}")',
-             f'tokenizer = AutoTokenizer.from_pretrained("{out_dir.name}")', "```",
-             f"or `alignpipe generate {out_dir.name} \"your question\"`."]
+             f'model = AutoModelForCausalLM.from_pretrained("{name}")',
+             f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```",
+             f"or `alignpipe generate {name} \"your question\"`."]
     if gguf_file:
         usage += ["", f"GGUF (llama.cpp, Ollama): `{gguf_file}` carries the chat template and special tokens: "
                   f"`llama-cli -m {gguf_file} -cnv`, or an Ollama Modelfile `FROM ./{gguf_file}`."]
@@ -95,8 +96,9 @@ def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any]) -> 
         "",
         *checks,
         "",
-        *(["Trained in 4-bit/8-bit, merged into the original full-precision weights: the difference to the adapter "
-           "on the quantized base is the rounding the adapter was trained against, not lost training.", ""]
+        *([f"Trained on a {quantization} base, merged into the original full-precision weights (merging into "
+           "quantized weights would round the adapter away). The merged model is therefore not exactly the model "
+           "the gate checked: the second line above measures how far apart they are.", ""]
           if quantization != "none" else []),
         "## Data",
         "",

@@ -36,12 +36,12 @@ PARITY_CONVERSATIONS = [
      {"role": "user", "content": "And then?"}],
 ]
 
-# Allowed max |logit difference| relative to the largest |logit| of the reference. The merged model computes
-# W x + B (A x) as (W + B A) x: float32 rounding only (measured: about 1e-7 relative). GGUF f16 rounds every weight
-# matrix to 11 significant bits, q8_0 to 8-bit blocks of 32 with an f16 scale each. Measured values: README.md,
-# "Checking templates and exporting".
+# Allowed max |logit difference| relative to the largest |logit| of the reference, about 5x to 30x the values
+# measured (README.md, "Checking templates and exporting"). The merged model computes (W + B A) x instead of
+# W x + B (A x): float32 rounding only (measured 3e-7 tiny, 3e-6 SmolLM2). GGUF f16 rounds every weight matrix to 11
+# significant bits (measured 4e-4, 1.4e-3); q8_0 to 8-bit blocks of 32 with an f16 scale each (1e-2, 3.3e-2).
 MERGE_TOLERANCE = 1e-4
-GGUF_TOLERANCE = {"f16": 0.02, "q8_0": 0.06}
+GGUF_TOLERANCE = {"f16": 0.01, "q8_0": 0.06}
 GGUF_QUANTS = tuple(GGUF_TOLERANCE)
 
 
@@ -108,6 +108,7 @@ def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.exporting-", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp's private mode would carry over to the export
     try:
         record = _export_into(stage_dir, manifest, staging, out_dir.name, fmt, quant, AutoModelForCausalLM)
         if out_dir.exists():

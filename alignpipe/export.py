@@ -36,7 +36,7 @@ PARITY_CONVERSATIONS = [
      {"role": "user", "content": "And then?"}],
 ]
 
-# Allowed max |logit difference| relative to the largest |logit| of the reference, about 5x to 30x the values
+# Allowed max |logit difference| relative to the largest |logit| of the reference, 2x to 30x the values
 # measured (README.md, "Checking templates and exporting"). The merged model computes (W + B A) x instead of
 # W x + B (A x): float32 rounding only (measured 3e-7 tiny, 3e-6 SmolLM2). GGUF f16 rounds every weight matrix to 11
 # significant bits (measured 3e-4, 1.4e-3); q8_0 to 8-bit blocks of 32 with an f16 scale each (7e-3, 3.3e-2).

@@ -104,5 +104,5 @@ def test_demo_data_passes_with_a_chatml_tokenizer():
 def test_demo_recipe_passes_the_preflight(capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     for stage in ("sft", "rm", "rlhf"):
-        assert run_cli("check-template", "recipes/demo.yaml", "--stage", stage, "run.output_root=/nonexistent") == 0
+        assert run_cli("check-template", "recipes/demo.yaml", "run.output_root=/nonexistent", "--stage", stage) == 0
         assert "Chat template OK on 64 samples" in capsys.readouterr().out

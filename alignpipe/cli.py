@@ -80,25 +80,60 @@ def build_parser() -> argparse.ArgumentParser:
     generate = commands.add_parser(
         "generate",
         help="answer a prompt with a trained stage",
-        description="Answer one prompt with a trained stage's model, using its chat template.",
-        epilog='example:\n  alignpipe generate runs/demo/sft "How do I reset my Kumo kettle?"',
+        description="Answer one prompt with a trained stage's model, or with a merged export, using its chat template.",
+        epilog='examples:\n  alignpipe generate runs/demo/sft "How do I reset my Kumo kettle?"\n'
+               '  alignpipe generate exported/demo-rlhf "How do I reset my Kumo kettle?"',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    generate.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
+    generate.add_argument("stage_dir", type=Path, help="a stage directory (runs/demo/sft) or a merged export")
     generate.add_argument("prompt", help="the user message")
     generate.add_argument("--max-new-tokens", type=int, default=128)
     generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
 
     export = commands.add_parser(
         "export",
-        help="merge a stage's adapter into a full-precision Hugging Face model",
-        description="Merge the adapter into a full-precision copy of the base and save model + tokenizer, "
-        "loadable with AutoModelForCausalLM.from_pretrained(DIR).",
-        epilog="example:\n  alignpipe export runs/demo/sft --out exported/demo-sft",
+        help="merge a stage's adapter into a full-precision model (Hugging Face, optionally GGUF), verified",
+        description="Merge the adapter into a full-precision copy of the base and save model + tokenizer + chat "
+        "template, loadable with AutoModelForCausalLM.from_pretrained(DIR). The merged model's logits on fixed "
+        "prompts are compared with the adapter model's and the export fails if they differ beyond the printed "
+        "tolerance. --format gguf also writes a GGUF file (Llama-architecture models) with the chat template and "
+        "special tokens, reads it back with transformers and compares its logits with the merged model's. "
+        "README.md in DIR is the model card: lineage, gate verdicts, metrics, data, the parity numbers.",
+        epilog="examples:\n  alignpipe export runs/demo/sft --out exported/demo-sft\n"
+               "  alignpipe export runs/demo/rlhf --out exported/demo-rlhf-gguf --format gguf --quant q8_0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     export.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
     export.add_argument("--out", type=Path, required=True, help="new or empty output directory")
+    export.add_argument("--format", choices=["hf", "gguf"], default="hf",
+                        help="hf: merged Hugging Face model (default); gguf: that plus one GGUF file")
+    export.add_argument("--quant", choices=["f16", "q8_0"], default="f16",
+                        help="GGUF weight type: f16 (near-identical) or q8_0 (half the size, small difference)")
+
+    for name, short_help, description in (
+        ("check-template", "check that the chat template renders training data as generation reads it",
+         "Render a sample of the stage's training data exactly as training will and check: every assistant turn "
+         "ends with EOS (or the end-of-turn token), no BOS/EOS is doubled, the generation prompt of `generate` and "
+         "the gate is a prefix of the training rendering, and the assistant-only loss mask covers exactly the "
+         "answers. Runs by itself at the start of every stage. Exit code 2 with every problem named on failure."),
+        ("show-tokens", "print rendered training samples with the trained tokens marked",
+         "Print samples of the stage's training data as the model sees them: special tokens visible, line breaks "
+         "shown as ⏎, and the tokens the loss is computed on between [[ and ]]."),
+    ):
+        template = commands.add_parser(
+            name, help=short_help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=f"examples:\n  alignpipe {name} recipes/demo.yaml\n  alignpipe {name} recipes/demo.yaml --stage rm"
+                   + ("\n  alignpipe show-tokens recipes/demo.yaml --n 3 --ids" if name == "show-tokens" else ""),
+        )
+        template.add_argument(
+            "items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides"
+        )
+        template.add_argument("--stage", choices=["sft", "rm", "rlhf"], default="sft", help="whose data (default sft)")
+        if name == "show-tokens":
+            template.add_argument("--n", type=int, default=3, help="samples to show (default 3)")
+            template.add_argument("--ids", action="store_true", help="also list every token with its id")
+        else:
+            template.add_argument("--n", type=int, default=64, help="samples to check, spread over the file (default 64)")
     score = commands.add_parser(
         "score",
         help="run one scorer over a JSONL file",
@@ -173,6 +208,26 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool) -> None:
     gate_stage(stage_dir, recipe.gate.enabled)
 
 
+def check_template(command: str, items: list[str], stage: str, n: int, with_ids: bool) -> None:
+    from alignpipe import template_check
+    from alignpipe.config import load_recipe
+
+    recipe_path, overrides = split_recipe_and_overrides(items)
+    recipe = load_recipe(recipe_path, stage, overrides)
+    tokenizer, records, assistant_only = template_check.stage_tokenizer_and_records(recipe, stage)
+    if command == "check-template":
+        checked, problems = template_check.check_records(tokenizer, records, assistant_only, limit=n)
+        if problems:
+            raise AlignpipeError(template_check.failure_report(problems, checked, str(recipe.data.train)))
+        print(f"Chat template OK on {checked} samples of {recipe.data.train} ({stage}): EOS after every assistant "
+              "turn, no doubled BOS/EOS, generation prompt a prefix of the training rendering"
+              + (", loss mask exactly on the answers." if assistant_only else "."))
+        return
+    for number, index in enumerate(template_check.sample_indices(len(records), n), start=1):
+        rendered = template_check.render_sample(tokenizer, records[index], assistant_only, with_ids)
+        print(f"--- sample {number} of {min(n, len(records))} ({recipe.data.train}, record {index}): {rendered}\n")
+
+
 def quiet_libraries() -> None:
     """Keep the training progress bar and our messages; drop library chatter that says nothing to a user."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -203,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "generate":
             from alignpipe import models
 
-            model, tokenizer = models.load_stage_for_inference(args.stage_dir)
+            model, tokenizer = models.load_for_generation(args.stage_dir)
             print(models.generate_reply(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature))
         elif args.command == "export":
-            from alignpipe import models
+            from alignpipe.export import export_stage
 
-            models.export_merged(args.stage_dir, args.out)
-            print(f"Exported merged model to {args.out}")
+            export_stage(args.stage_dir, args.out, args.format, args.quant)
+            print(f"Exported to {args.out} (model card: {args.out / 'README.md'})")
+        elif args.command in ("check-template", "show-tokens"):
+            check_template(args.command, args.items, args.stage, args.n, getattr(args, "ids", False))
         elif args.command == "score" and args.scorer == "reward":
             from alignpipe.reward import score_file
 

@@ -146,11 +146,11 @@ def tokenize_sft(records: list[dict[str, Any]], tokenizer: Any, assistant_only_l
     up to the turn's generation prompt and the rendering that includes the turn. This works for every template that
     renders a conversation's prefix as a prefix of the whole, which generation itself relies on.
     """
-    rows = [_tokenize_one(record, tokenizer, assistant_only_loss) for record in records]
+    rows = [tokenize_sft_record(record, tokenizer, assistant_only_loss) for record in records]
     return Dataset.from_list(rows)
 
 
-def _tokenize_one(record: dict[str, Any], tokenizer: Any, assistant_only_loss: bool) -> dict[str, list[int]]:
+def tokenize_sft_record(record: dict[str, Any], tokenizer: Any, assistant_only_loss: bool) -> dict[str, list[int]]:
     if "text" in record:
         text = record["text"] + (tokenizer.eos_token or "")
         return {"input_ids": tokenizer(text, add_special_tokens=False)["input_ids"]}
@@ -166,11 +166,7 @@ def _tokenize_one(record: dict[str, Any], tokenizer: Any, assistant_only_loss: b
 
 def assistant_char_spans(messages: list[dict[str, str]], full_text: str, tokenizer: Any) -> list[tuple[int, int]]:
     spans = []
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
-        through = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+    for before, through in assistant_turn_renderings(messages, tokenizer):
         if not (full_text.startswith(before) and full_text.startswith(through)):
             raise AlignpipeError(
                 "The chat template does not render a conversation's beginning as a prefix of the whole, so the "
@@ -179,6 +175,18 @@ def assistant_char_spans(messages: list[dict[str, str]], full_text: str, tokeniz
             )
         spans.append((len(before), len(through)))
     return spans
+
+
+def assistant_turn_renderings(messages: list[dict[str, str]], tokenizer: Any) -> list[tuple[str, str]]:
+    """For each assistant turn: the rendering up to its generation prompt (what generation starts from) and the
+    rendering that includes the turn. The turn's trained text lies between the two."""
+    renderings = []
+    for index, message in enumerate(messages):
+        if message["role"] == "assistant":
+            before = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
+            through = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+            renderings.append((before, through))
+    return renderings
 
 
 def preference_record_problem(record: Any) -> str | None:

@@ -1,11 +1,10 @@
-"""Load base models and trained stages: 4-bit / 8-bit / full weights, LoRA configs, adapters, merged export.
+"""Load base models and trained stages: 4-bit / 8-bit / full weights, LoRA configs, adapters (export: export.py).
 
 The same code runs on CPU and GPU: bitsandbytes 4-bit (NF4) works on both, and the device is chosen here once.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -235,22 +234,13 @@ def generate_reply(
     return tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
 
-def export_merged(stage_dir: Path, out_dir: Path) -> None:
-    """Merge the stage's adapter into a full-precision copy of its base and save a plain HF model directory.
+def load_for_generation(model_dir: Path) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A trained stage (base + adapter) or a merged export (`alignpipe export`), and its tokenizer."""
+    if not (model_dir / "manifest.json").is_file() and (model_dir / "config.json").is_file():
+        from alignpipe.export import load_exported
 
-    A 4-bit run's adapter was trained against dequantized NF4 weights; merging into the original full-precision
-    weights instead is what QLoRA users do, at the cost of a small numeric difference.
-    """
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise AlignpipeError(f"Export directory {out_dir} exists and is not empty; choose another --out.")
-    model, tokenizer = load_stage_for_inference(stage_dir, quantization="none")
-    merged = model.merge_and_unload()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / "alignpipe_export.json").write_text(
-        json.dumps({"source_stage": str(stage_dir.resolve())}, indent=2) + "\n", encoding="utf-8"
-    )
+        return load_exported(model_dir)
+    return load_stage_for_inference(model_dir)
 
 
 def _load_failure(path: str, error: Exception) -> str:

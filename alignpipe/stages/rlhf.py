@@ -20,7 +20,7 @@ from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import set_seed
 
-from alignpipe import data, models, runs
+from alignpipe import data, models, runs, template_check
 from alignpipe.config import ONLINE_ALGORITHMS, Recipe
 from alignpipe.plots import REWARD_SERIES, save_training_curves
 from alignpipe.policy_eval import compare_before_after, keep_reference_adapter, write_samples
@@ -57,6 +57,7 @@ def run(recipe: Recipe) -> Path:
         tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
     load_records, what = DATA_FORMATS[settings.algorithm]
     train_records, eval_records = data.load_train_and_eval(recipe.data, recipe.run.seed, load_records, what)
+    template_check.preflight(tokenizer, train_records, assistant_only_loss=False, source=str(recipe.data.train))
     eval_prompts = held_out_prompts(eval_records, settings.eval_prompts)
     print(f"Data: {len(train_records)} training examples, {len(eval_prompts)} held-out prompts "
           f"for the before/after comparison", flush=True)

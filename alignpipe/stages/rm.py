@@ -16,7 +16,7 @@ from datasets import Dataset
 from transformers import set_seed
 from trl import RewardConfig, RewardTrainer
 
-from alignpipe import data, models, runs
+from alignpipe import data, models, runs, template_check
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
 from alignpipe.reward import pair_metrics, score_pairs
@@ -38,6 +38,7 @@ def run(recipe: Recipe) -> Path:
     train_pairs, eval_pairs = data.load_train_and_eval(
         recipe.data, recipe.run.seed, data.load_preference_records, what="prompt/chosen/rejected pairs"
     )
+    template_check.preflight(tokenizer, train_pairs, assistant_only_loss=False, source=str(recipe.data.train))
     print(f"Data: {len(train_pairs)} training and {len(eval_pairs)} held-out preference pairs", flush=True)
 
     set_seed(recipe.run.seed)  # the score head is initialised at load time

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trl import SFTConfig, SFTTrainer
 
-from alignpipe import data, models, runs
+from alignpipe import data, models, runs, template_check
 from alignpipe.config import Recipe
 from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
 
@@ -31,6 +31,7 @@ def run(recipe: Recipe) -> Path:
         recipe.data, recipe.run.seed, data.load_sft_records, what='{"messages": [...]} or {"text": ...} records'
     )
     assistant_only = recipe.sft.assistant_only_loss and "messages" in train_records[0]
+    template_check.preflight(tokenizer, train_records, assistant_only, source=str(recipe.data.train))
     train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only)
     eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only) if eval_records else None
     print(f"Data: {len(train_dataset)} training and {len(eval_records)} held-out examples", flush=True)

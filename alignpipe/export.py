@@ -3,12 +3,14 @@
     alignpipe export runs/demo/rlhf --out exported/demo-rlhf                            # merged HF model
     alignpipe export runs/demo/rlhf --out exported/demo-rlhf-gguf --format gguf --quant q8_0
 
-The stage's adapter is merged into a full-precision copy of the base (never into 4-bit weights: re-rounding to NF4
-erases the adapter, see models.continue_adapter), saved with the tokenizer and chat template, and read back from
-disk. Its logits on fixed prompts must match the adapter model's (the same full-precision base with the adapter
-beside it); a GGUF file, written with the `gguf` package, must match the merged model once transformers reads it
-back. A mismatch fails the export and leaves nothing at --out. Everything is written into a staging folder that
-becomes --out only when every check passed; the model card (README.md) records the numbers.
+The stage's adapter is merged into a full-precision copy of the base, never into 4-bit weights (re-rounding to NF4
+erases the adapter, see models.continue_adapter). For a 4-bit or 8-bit run that copy is the quantized base
+dequantized: the weights the adapter was trained against, not the original ones. The merged model is saved with the
+tokenizer and chat template and read back from disk; its logits on fixed prompts must match the adapter model's (the
+same full-precision weights with the adapter beside them). A GGUF file, written with the `gguf` package, must match
+the merged model once transformers reads it back. A mismatch fails the export and leaves nothing at --out:
+everything is written into a staging folder that becomes --out only when every check passed. The model card
+(README.md) records the numbers.
 """
 
 from __future__ import annotations
@@ -124,8 +126,9 @@ def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, name:
                  auto_class: Any) -> dict[str, Any]:
     record: dict[str, Any] = {"source_stage": str(stage_dir.resolve()), "format": fmt, "checks": [], "seconds": {}}
     started = time.perf_counter()
-    # The adapter on a full-precision base: what merging must reproduce exactly.
-    adapter_model, tokenizer = models.load_stage_for_inference(stage_dir, quantization="none")
+    # The adapter on full-precision weights equal to those it was trained against (a 4-bit or 8-bit base is
+    # dequantized, not swapped for the original weights): what merging must reproduce exactly.
+    adapter_model, tokenizer = models.load_stage_for_inference(stage_dir, dequantized=True)
     inputs = parity_inputs(tokenizer)
     adapter_logits = logits_of(adapter_model, inputs)
     merged = adapter_model.merge_and_unload()
@@ -142,8 +145,8 @@ def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, name:
 
     quantization = manifest["recipe"]["model"]["quantization"]
     if quantization != "none":
-        # Trained against the dequantized NF4 / int8 base, merged into the original weights: a small difference
-        # that is the price of not re-rounding the adapter away. Measured and reported, not a failure.
+        # The model that was trained and gated computes with quantized weights in bf16; the merged model holds the
+        # same weights dequantized, in float32. Measured and reported, not a failure.
         trained, _ = models.load_stage_for_inference(stage_dir)
         record["checks"].append(check(compare_logits(
             "merged_vs_quantized_adapter", f"merged model vs the adapter on the {quantization} base it was trained on", logits_of(trained, inputs),

@@ -96,9 +96,9 @@ def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], nam
         "",
         *checks,
         "",
-        *([f"Trained on a {quantization} base, merged into the original full-precision weights (merging into "
-           "quantized weights would round the adapter away). The merged model is therefore not exactly the model "
-           "the gate checked: the second line above measures how far apart they are.", ""]
+        *([f"Trained on a {quantization} base and merged into that base dequantized to full precision (merging into "
+           "quantized weights would round the adapter away). The gate checked the model computing with quantized "
+           "weights in bf16; the second line above measures how far the merged model is from it.", ""]
           if quantization != "none" else []),
         "## Data",
         "",

@@ -184,8 +184,14 @@ def lora_config(lora: LoraConfig, task_type: str) -> Any:
     )
 
 
-def load_stage_for_inference(stage_dir: Path, quantization: str | None = None) -> tuple[Any, PreTrainedTokenizerBase]:
-    """A trained stage's model (base + adapter) and the tokenizer saved with it, ready for generation."""
+def load_stage_for_inference(
+    stage_dir: Path, quantization: str | None = None, dequantized: bool = False
+) -> tuple[Any, PreTrainedTokenizerBase]:
+    """A trained stage's model (base + adapter) and the tokenizer saved with it, ready for generation.
+
+    dequantized=True: the base quantized as in training, then dequantized to float32 (transformers' `dequantize`),
+    so that the adapter sits on full-precision weights equal to those it was trained against (for merging).
+    """
     from peft import PeftModel
 
     from alignpipe.config import Recipe
@@ -202,6 +208,8 @@ def load_stage_for_inference(stage_dir: Path, quantization: str | None = None) -
     tokenizer = load_tokenizer(str(adapter_dir))
     # Every stage's adapter holds the whole policy on the base: an rlhf adapter continued its parent's.
     base = load_causal_lm(resolve_base(recipe.model.base), model_config, dtype=torch.float32, for_training=False)
+    if dequantized and model_config.quantization != "none":
+        base = base.dequantize(dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(adapter_dir))
     model.eval()
     return model, tokenizer

@@ -75,7 +75,7 @@ def test_generate_gives_the_same_greedy_answer_from_the_export_and_the_run(tiny_
         assert from_run and greedy_answer(capsys, out, prompt) == from_run
 
 
-def test_4bit_run_merges_into_full_precision_and_reports_the_difference(tiny_recipe, tmp_path, capsys):
+def test_4bit_run_merges_into_its_dequantized_base_and_reports_the_difference(tiny_recipe, tmp_path, capsys):
     assert run_cli("sft", tiny_recipe, "train.max_steps=4", "model.quantization=4bit") == 0
     out = tmp_path / "merged-4bit"
     assert run_cli("export", tiny_recipe.parent / "runs" / "tiny" / "sft", "--out", out) == 0
@@ -83,7 +83,10 @@ def test_4bit_run_merges_into_full_precision_and_reports_the_difference(tiny_rec
     checks = checks_of(out)
     assert checks["merged_vs_adapter"]["relative"] <= export.MERGE_TOLERANCE
     quantized = checks["merged_vs_quantized_adapter"]
-    assert quantized["tolerance"] is None and quantized["max_abs"] > 0  # NF4 rounding of the base: real, reported
+    # Merged into the dequantized NF4 weights it was trained against: only bf16-vs-float32 compute differs. (Merged
+    # into the original weights instead, this tiny run agreed on 92% of next tokens, the embedded model on 63%.)
+    assert quantized["tolerance"] is None and 0 < quantized["relative"] < 0.05
+    assert quantized["top1_agreement"] >= 0.97
     assert "4bit" in (out / "README.md").read_text()
 
 

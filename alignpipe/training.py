@@ -44,6 +44,8 @@ def common_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -
         "seed": recipe.run.seed,
         "use_cpu": not torch.cuda.is_available(),
         "max_length": train.max_length,
+        "use_liger_kernel": train.use_liger_kernel,
+        "torch_compile": train.torch_compile,
     }
 
 
@@ -55,4 +57,7 @@ def train_and_record(trainer: Any, resume_checkpoint: Path | None, metrics: dict
     output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
     metrics["train_loss"] = output.training_loss
     metrics["global_step"] = output.global_step
-    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+    if runs.world_size() > 1:  # every rank says it trained: the launcher's log shows all of them
+        print(f"rank {runs.process_rank()} of {runs.world_size()}: trained {output.global_step} steps, "
+              f"loss {output.training_loss:.4f}", flush=True)

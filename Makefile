@@ -12,7 +12,7 @@ RECIPE ?= recipes/demo.yaml
 ARGS ?=
 NPROC ?= 1
 
-.PHONY: setup demo sft rm rlhf test test-slow bench bench-sft bench-rm bench-rlhf clean-runs
+.PHONY: setup demo sft rm rlhf test test-slow bench clean-runs
 
 setup: $(STAMP)
 
@@ -43,16 +43,10 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-bench: bench-sft bench-rm bench-rlhf
-
-bench-sft: setup
-	$(PY) bench/bench_stage.py sft $(ARGS)
-
-bench-rm: setup
-	$(PY) bench/bench_stage.py rm $(ARGS)
-
-bench-rlhf: setup
-	$(PY) bench/bench_stage.py rlhf $(ARGS)
+# alignpipe against a plain TRL script with the same settings (bench/README.md); BENCH_ARGS="--repeats 5 --steps 12".
+BENCH_ARGS ?=
+bench: setup
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean-runs:
 	@echo "Runs are never deleted by make; remove runs/<name> yourself if you mean it."

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO / "bench" / "results.json"
 DEFAULT_TASKS = {"tiny": ["sft", "dpo", "grpo"], "embedded": ["sft", "dpo"]}
 # The demo recipe's settings (recipes/demo.yaml); the tiny model takes the same.
 LEARNING_RATE = {"sft": 5e-4, "dpo": 1.5e-4, "grpo": 1e-5}
@@ -155,7 +156,7 @@ def gpu_figures(task: str, summary: dict[str, Any], settings: dict[str, Any]) ->
 
     tokens_per_step = settings["batch_size"] * mean_row_tokens(task, settings)
     figures: dict[str, Any] = {}
-    gpu = next((name for name in GPUS if name.replace("-", " ").split()[0] in torch.cuda.get_device_name().lower()), None)
+    gpu = plan_gpu_name(torch.cuda.get_device_name())
     flops_per_token = None
     if gpu is not None and task in ("sft", "dpo"):
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as recipe:
@@ -173,6 +174,17 @@ def gpu_figures(task: str, summary: dict[str, Any], settings: dict[str, Any]) ->
     return figures
 
 
+def plan_gpu_name(device_name: str) -> str | None:
+    """alignpipe plan's name for a CUDA device name ('NVIDIA GeForce RTX 4090' -> rtx4090), or None."""
+    from alignpipe.plan import GPUS
+
+    squeezed = device_name.lower().replace(" ", "").replace("-", "")
+    for name in sorted(GPUS, key=len, reverse=True):  # longest first: an A100 is not an A10
+        if name.replace("-", "") in squeezed:
+            return name
+    return None
+
+
 def mean_row_tokens(task: str, settings: dict[str, Any]) -> float:
     from transformers import AutoTokenizer
 
@@ -184,7 +196,8 @@ def mean_row_tokens(task: str, settings: dict[str, Any]) -> float:
         texts = [row["prompt"] + row[key] for row in rows for key in ("chosen", "rejected")]
     else:
         texts = [row["prompt"] for row in rows]
-    lengths = [min(len(tokenizer.apply_chat_template(text, tokenize=True)), settings["max_length"]) for text in texts]
+    lengths = [min(len(tokenizer.apply_chat_template(text, tokenize=True, return_dict=True)["input_ids"]),
+                   settings["max_length"]) for text in texts]
     return statistics.mean(lengths) * (2 if task == "dpo" else 1)
 
 
@@ -258,8 +271,10 @@ def write_readme_table(results: dict[str, Any], path: Path) -> None:
                 f"{row['alignpipe_loss']:.4f} / {row['trl_loss']:.4f} |"
             )
     info = results["machine"]
-    lines += ["", f"Machine: {info['cpu_count']} CPUs, GPU {info['gpu']}, load average {info['load_average_at_start']} "
-              f"at start and {info['load_average_at_end']} at the end; torch {info['versions']['torch']}, "
+    load_start, load_end = (", ".join(f"{load:.1f}" for load in info[key])
+                            for key in ("load_average_at_start", "load_average_at_end"))
+    lines += ["", f"Machine: {info['cpu_count']} CPUs, GPU {info['gpu']}, load average (1, 5, 15 min) {load_start} "
+              f"at start and {load_end} at the end; torch {info['versions']['torch']}, "
               f"trl {info['versions']['trl']}, transformers {info['versions']['transformers']}."]
     text = path.read_text(encoding="utf-8")
     start, end = "<!-- results -->", "<!-- /results -->"
@@ -277,7 +292,7 @@ def main() -> None:
     parser.add_argument("--tiny-steps", type=int, default=10, help="training steps on the tiny model (default 10)")
     parser.add_argument("--quantization", default="4bit", choices=("4bit", "none"),
                         help="model.quantization on both sides (default 4bit, the demo's; none is faster on CPU)")
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results.json")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
     from alignpipe.embedded import embedded_model_dir
 
@@ -299,13 +314,19 @@ def main() -> None:
                 print(f"{model} {task}: {steps} steps x {args.repeats} interleaved repeats", flush=True)
                 results["models"][model][task] = bench_task(task, model_dir, data_dir, steps, args.repeats,
                                                             folder / model / task, reward_stage, args.quantization)
+                save_results(results, args.output)  # after every task: an interrupted run keeps what finished
+    print(json.dumps({task: results[task] for task in results["models"].get("embedded") or results["models"]["tiny"]},
+                     indent=2))
+
+
+def save_results(results: dict[str, Any], output: Path) -> None:
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    # The headline figures: the embedded model when it ran, else the tiny one.
+    # The headline figures (top-level "sft", "dpo", ...): the embedded model when it ran, else the tiny one.
     headline = results["models"].get("embedded") or results["models"].get("tiny") or {}
     results.update({task: {key: value for key, value in row.items() if key != "runs"} for task, row in headline.items()})
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    write_readme_table(results, REPO / "bench" / "README.md")
-    print((REPO / "bench" / "README.md").read_text(encoding="utf-8"))
+    output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    if output == DEFAULT_OUTPUT:  # a run written elsewhere leaves the published table alone
+        write_readme_table(results, REPO / "bench" / "README.md")
 
 
 if __name__ == "__main__":

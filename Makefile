@@ -1,5 +1,6 @@
 # alignpipe: `make sft rm rlhf` (= make demo) runs the pipeline on the embedded model; `make test` runs the fast tests.
 # RECIPE= picks a recipe, ARGS= passes key=value overrides, e.g. make sft ARGS="train.max_steps=10 run.name=try".
+# NPROC=N trains each stage in N processes through accelerate (one per GPU), e.g. make sft NPROC=4.
 # TORCH_SPEC= picks the torch build (default: the CPU wheel here; on a GPU box e.g. TORCH_SPEC="torch==2.13.0").
 
 PYTHON_BOOTSTRAP ?= python3
@@ -9,8 +10,9 @@ STAMP := $(VENV)/.alignpipe-setup
 TORCH_SPEC ?= torch==2.13.0
 RECIPE ?= recipes/demo.yaml
 ARGS ?=
+NPROC ?= 1
 
-.PHONY: setup demo sft rm rlhf test test-slow bench bench-sft bench-rm bench-rlhf clean-runs data bench-data
+.PHONY: setup demo sft rm rlhf test test-slow bench clean-runs data bench-data
 
 setup: $(STAMP)
 
@@ -26,14 +28,14 @@ $(STAMP): pyproject.toml
 demo: sft rm rlhf
 
 sft: setup
-	$(VENV)/bin/alignpipe sft $(RECIPE) $(ARGS)
+	$(VENV)/bin/alignpipe sft $(RECIPE) $(ARGS) --nproc $(NPROC)
 
 # Each stage after the ones named before it in the same make call (make sft rm rlhf), never before them.
 rm: setup $(filter sft,$(MAKECMDGOALS))
-	$(VENV)/bin/alignpipe rm $(RECIPE) $(ARGS)
+	$(VENV)/bin/alignpipe rm $(RECIPE) $(ARGS) --nproc $(NPROC)
 
 rlhf: setup $(filter sft rm,$(MAKECMDGOALS))
-	$(VENV)/bin/alignpipe rlhf $(RECIPE) $(ARGS)
+	$(VENV)/bin/alignpipe rlhf $(RECIPE) $(ARGS) --nproc $(NPROC)
 
 test: setup
 	$(PY) -m pytest -q
@@ -41,16 +43,10 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
-bench: bench-sft bench-rm bench-rlhf
-
-bench-sft: setup
-	$(PY) bench/bench_stage.py sft $(ARGS)
-
-bench-rm: setup
-	$(PY) bench/bench_stage.py rm $(ARGS)
-
-bench-rlhf: setup
-	$(PY) bench/bench_stage.py rlhf $(ARGS)
+# alignpipe against a plain TRL script with the same settings (bench/README.md); BENCH_ARGS="--repeats 5 --steps 12".
+BENCH_ARGS ?=
+bench: setup
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # Data preparation: raw file -> train/eval JSONL with the steps listed in DATA_PIPELINE (see README: data preparation).
 DATA_PIPELINE ?= recipes/data/demo-pipeline.yaml

@@ -24,6 +24,8 @@ examples:
   alignpipe {stage}                                    # recipes/demo.yaml on the embedded model
   alignpipe {stage} recipes/demo.yaml train.max_steps=3 run.name=try
   alignpipe {stage} recipes/llama3-8b-qlora-sft.yaml --dry-run   # print the resolved recipe, load nothing
+  alignpipe {stage} recipes/demo.yaml --nproc 2        # 2 processes through accelerate (DDP; gloo on CPU)
+  alignpipe {stage} RECIPE --nproc 4 run.accelerate_config=fsdp   # or deepspeed-zero2, deepspeed-zero3, a file
 
 overrides: any recipe key as key=value (train.learning_rate=1e-4, model.quantization=none, lora.r=8);
 {stage}.train.max_steps=... overrides only this stage. An interrupted stage resumes from its last checkpoint
@@ -63,6 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
             "--force", action="store_true",
             help="build on a parent the safety gate blocked (the override is recorded in the manifest)",
         )
+        stage_parser.add_argument(
+            "--nproc", type=int, default=1, metavar="N",
+            help="train in N processes on this machine (one per GPU) through accelerate with run.accelerate_config "
+            "(default ddp); rank 0 writes the run directory and runs the gate",
+        )
+
+    plan = commands.add_parser(
+        "plan",
+        help="estimate a recipe's peak GPU memory, FLOPs and time without loading weights",
+        description="Estimate peak GPU memory (weights by quantization, LoRA, gradients, optimizer states, "
+        "activations with/without checkpointing, logits, reference model) and training FLOPs and time for one "
+        "stage of a recipe, from the model's config only: a local config.json, or alignpipe's table of well-known "
+        "models for hub ids (nothing is downloaded).",
+        epilog="examples:\n"
+        "  alignpipe plan recipes/llama3-8b-qlora-sft.yaml --gpu rtx4090\n"
+        "  alignpipe plan recipes/llama3-8b-qlora-dpo.yaml --stage rlhf --gpu a100 train.batch_size=4\n"
+        "  alignpipe plan recipes/demo.yaml --json\n"
+        "GPUs: " + ", ".join(gpu_names()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plan.add_argument("items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides")
+    plan.add_argument("--stage", choices=("sft", "rm", "rlhf"), default="sft", help="the stage to plan (default sft)")
+    plan.add_argument("--gpu", default="rtx4090", help="GPU to plan for (default rtx4090)")
+    plan.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation for the time estimate "
+                      "(default 0.35 in bf16, 0.25 in 4-bit/8-bit: dequantising costs time)")
+    plan.add_argument("--nproc", type=int, default=1, metavar="N", help="GPUs training together (DDP: time / N)")
+    plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
     gate = commands.add_parser(
         "gate",
@@ -190,22 +219,55 @@ def split_recipe_and_overrides(items: list[str]) -> tuple[str, list[str]]:
     return DEFAULT_RECIPE, items
 
 
-def run_stage(stage: str, items: list[str], dry_run: bool, force: bool) -> None:
+def gpu_names() -> list[str]:
+    from alignpipe.plan import GPUS
+
+    return list(GPUS)
+
+
+def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: int = 1) -> int:
     from alignpipe.config import load_recipe, recipe_as_yaml
+    from alignpipe.runs import is_main_process, world_size
 
     recipe_path, overrides = split_recipe_and_overrides(items)
     recipe = load_recipe(recipe_path, stage, overrides + (["run.force=true"] if force else []))
-    print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe, stage)}", flush=True)
+    if is_main_process():
+        print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe, stage)}", flush=True)
+    if nproc < 1:
+        raise AlignpipeError(f"--nproc must be at least 1, not {nproc}")
+    if nproc > 1 and world_size() == 1 and not dry_run:  # not yet launched: launch N copies of this command
+        from alignpipe.launch import launch_stage
+
+        return launch_stage(stage, items, force, nproc, recipe.run.accelerate_config)
     if dry_run:
+        if nproc > 1:
+            from alignpipe.launch import accelerate_config_file
+
+            print(f"--nproc {nproc}: would launch through {accelerate_config_file(recipe.run.accelerate_config)}")
         print("Dry run: recipe is valid; nothing loaded.")
-        return
+        return 0
     from alignpipe.stages import rlhf, rm, sft
 
     stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
+    if not is_main_process():
+        return 0  # rank 0 gates the stage once
     # The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own.
     from alignpipe.gate.gate import gate_stage
 
     gate_stage(stage_dir, recipe.gate.enabled)
+    return 0
+
+
+def plan_recipe(items: list[str], stage: str, gpu: str, mfu: float | None, nproc: int, as_json: bool) -> None:
+    import json
+
+    from alignpipe.config import load_recipe
+    from alignpipe.plan import format_plan, plan_stage
+
+    recipe_path, overrides = split_recipe_and_overrides(items)
+    recipe = load_recipe(recipe_path, stage, overrides)
+    estimate = plan_stage(recipe, stage, gpu, mfu=mfu, nproc=nproc)
+    print(json.dumps(estimate, indent=2) if as_json else format_plan(estimate, f"{recipe_path} ({stage})"))
 
 
 def check_template(command: str, items: list[str], stage: str, n: int, with_ids: bool) -> None:
@@ -242,11 +304,19 @@ def quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling a positional list at an option: `--nproc 2 train.max_steps=3` leaves the overrides over.
+    if extra and hasattr(args, "items") and all("=" in item and not item.startswith("-") for item in extra):
+        args.items += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     quiet_libraries()
     try:
         if args.command in ("sft", "rm", "rlhf"):
-            run_stage(args.command, args.items, args.dry_run, args.force)
+            return run_stage(args.command, args.items, args.dry_run, args.force, args.nproc)
+        elif args.command == "plan":
+            plan_recipe(args.items, args.stage, args.gpu, args.mfu, args.nproc, args.json)
         elif args.command == "gate":
             from alignpipe.runs import read_manifest
 

@@ -38,6 +38,11 @@ class RunConfig(Section):
         False, description="Build on a parent the gate blocked (or never gated); recorded as forced in the manifest. "
         "Set by --force."
     )
+    accelerate_config: str = Field(
+        "ddp",
+        description="Multi-process engine for --nproc N: ddp, fsdp, deepspeed-zero2, deepspeed-zero3 "
+        "(recipes/accelerate/NAME.yaml) or the path of any accelerate config file.",
+    )
 
 
 class ModelConfig(Section):
@@ -52,6 +57,10 @@ class ModelConfig(Section):
     )
     chat_template: str | None = Field(
         None, description="Path to a Jinja chat template; default: the tokenizer's own, or a plain one if it has none."
+    )
+    attn_implementation: str | None = Field(
+        None, description="Attention kernel passed to from_pretrained: sdpa, eager, flash_attention_2, ... "
+        "Default: transformers' choice (sdpa where available)."
     )
 
 
@@ -89,6 +98,11 @@ class TrainConfig(Section):
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps; default: only at the end.")
     logging_steps: int = Field(5, ge=1)
     report_to: list[str] = Field(["none"], description="Experiment trackers: none, tensorboard, wandb, mlflow.")
+    use_liger_kernel: bool = Field(
+        False, description="Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy); GPU only, "
+        "needs `pip install liger-kernel`."
+    )
+    torch_compile: bool = Field(False, description="Compile the model with torch.compile (slow first steps).")
 
 
 class GateToxicityConfig(Section):
@@ -164,6 +178,10 @@ class GateConfig(Section):
 class SFTSettings(Section):
     assistant_only_loss: bool = Field(True, description="Loss on assistant tokens only; false = whole sequence.")
     packing: bool = Field(False, description="Pack several short examples into one max_length row.")
+    padding_free: bool = Field(
+        False, description="Flatten each batch into one row without padding; needs model.attn_implementation="
+        "flash_attention_2 (or 3). Packing implies it."
+    )
 
 
 class RMSettings(Section):
@@ -213,6 +231,10 @@ class RLHFSettings(Section):
     )
     eval_prompts: int = Field(
         64, ge=0, description="Held-out prompts answered before and after training to measure the reward gain."
+    )
+    precompute_ref_log_probs: bool = Field(
+        False, description="dpo only: compute the reference's log-probabilities once before training, so that no "
+        "reference forward pass runs at each step."
     )
 
     @field_validator("algorithm")

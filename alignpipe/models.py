@@ -5,6 +5,7 @@ The same code runs on CPU and GPU: bitsandbytes 4-bit (NF4) works on both, and t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,22 @@ def quantization_config(quantization: str) -> BitsAndBytesConfig | None:
     if quantization == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
     # QLoRA's settings (Dettmers et al. 2023): NF4 storage, double quantization of the scales, bf16 compute.
+    # FSDP and ZeRO-3 flatten parameters of one dtype into shards: the packed 4-bit weights are then stored in a
+    # bf16 container like the rest (peft's FSDP-QLoRA recipe); uint8 storage otherwise.
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_quant_storage=torch.bfloat16 if shards_parameters() else torch.uint8,
     )
+
+
+def shards_parameters() -> bool:
+    """True in a process that `accelerate launch` started with FSDP or DeepSpeed ZeRO-3 (they shard the weights)."""
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    zero3 = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    return fsdp or zero3
 
 
 def load_causal_lm(
@@ -140,9 +151,14 @@ def _load_pretrained(
 ) -> Any:
     quantization = quantization_config(model_config.quantization)
     kwargs: dict[str, Any] = {"dtype": dtype, **extra}
+    if model_config.attn_implementation:
+        kwargs["attn_implementation"] = model_config.attn_implementation
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-        kwargs["device_map"] = {"": 0} if torch.cuda.is_available() else {"": "cpu"}
+        if not shards_parameters():  # FSDP / ZeRO-3 place the shards themselves
+            # One process per GPU under --nproc: each loads its copy on its own device.
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            kwargs["device_map"] = {"": local_rank} if torch.cuda.is_available() else {"": "cpu"}
     try:
         model = auto_class.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as error:

@@ -176,7 +176,12 @@ def read_manifest(stage_dir: Path) -> dict[str, Any]:
 
 
 def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:
-    """Atomic: write a temporary file beside it, then rename, so a crash never leaves half a manifest."""
+    """Atomic: write a temporary file beside it, then rename, so a crash never leaves half a manifest.
+
+    Under --nproc only rank 0 writes; the other ranks compute the same metrics and keep them to themselves.
+    """
+    if not is_main_process():
+        return
     handle, temp_path = tempfile.mkstemp(dir=stage_dir, prefix=".manifest.", suffix=".tmp")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(manifest, out, indent=2, ensure_ascii=False)
@@ -210,6 +215,8 @@ def new_manifest(
         "data": {
             role: {"path": path, "sha256": file_sha256(path)} for role, path in data_files.items() if path is not None
         },
+        "world_size": world_size(),
+        "accelerate_config": recipe.run.accelerate_config if world_size() > 1 else None,
         "versions": library_versions(),
         "git_commit": git_commit(),
         "started_at": previous.get("started_at") or now(),
@@ -244,8 +251,17 @@ def git_commit() -> str | None:
 
 
 def start_stage(recipe: Recipe, stage: str, parent: Path | None) -> tuple[Path, Path | None, dict[str, Any]]:
-    """Open the stage directory and write its `running` manifest; a resumed stage keeps its earlier metrics."""
-    stage_dir, resume_checkpoint = open_stage_dir(recipe, stage)
+    """Open the stage directory and write its `running` manifest; a resumed stage keeps its earlier metrics.
+
+    Under --nproc rank 0 opens (or resumes, or moves aside) the directory while the others wait, then they all
+    resume from the same checkpoint.
+    """
+    if is_main_process():
+        stage_dir, resume_checkpoint = open_stage_dir(recipe, stage)
+    wait_for_everyone()
+    if not is_main_process():
+        stage_dir = stage_dir_for(recipe, stage)
+        resume_checkpoint = last_checkpoint(stage_dir)
     previous = read_manifest(stage_dir) if resume_checkpoint else {}
     data_files = {"train": recipe.data.train, "eval": recipe.data.eval}
     manifest = new_manifest(stage, recipe, parent=parent, data_files=data_files, previous=previous)
@@ -253,10 +269,35 @@ def start_stage(recipe: Recipe, stage: str, parent: Path | None) -> tuple[Path, 
     return stage_dir, resume_checkpoint, manifest
 
 
+def world_size() -> int:
+    """Processes training together (torchrun / accelerate launch set WORLD_SIZE); 1 without --nproc."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 alone writes manifests, adapters, plots and gate reports."""
+    return process_rank() == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the ranks of --nproc (it starts the process group the trainer then uses); no-op alone."""
+    if world_size() > 1:
+        import torch
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+
+
 def finish_stage(stage_dir: Path, metrics: dict[str, Any], log_history: list[dict[str, Any]], title: str) -> None:
     """Curves, status `trained` (the gate decides promotion), and the checkpoints go: the adapter is saved."""
     from alignpipe.plots import save_training_curves
 
+    if not is_main_process():
+        return
     save_training_curves(log_history, stage_dir / "loss.png", title=title)
     update_manifest(stage_dir, status="trained", metrics=metrics, finished_at=now())
     shutil.rmtree(checkpoints_dir(stage_dir), ignore_errors=True)

@@ -44,15 +44,28 @@ def common_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -
         "seed": recipe.run.seed,
         "use_cpu": not torch.cuda.is_available(),
         "max_length": train.max_length,
+        "use_liger_kernel": train.use_liger_kernel,
+        "torch_compile": train.torch_compile,
     }
 
 
 def train_and_record(trainer: Any, resume_checkpoint: Path | None, metrics: dict[str, Any]) -> None:
     """Train, resuming from the checkpoint when there is one, and record steps, loss and time in metrics."""
+    import psutil  # accelerate's dependency
+
     if resume_checkpoint is not None:
         metrics["resumed_from_step"] = int(resume_checkpoint.name.rsplit("-", 1)[1])
+    # From process start to the first step: imports, data, model loading (bench/bench.py compares it with raw TRL).
+    metrics["setup_seconds"] = round(time.time() - psutil.Process().create_time(), 2)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(resume_checkpoint) if resume_checkpoint else None)
     metrics["train_loss"] = output.training_loss
     metrics["global_step"] = output.global_step
-    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["train_seconds"] = round(time.perf_counter() - started, 2)
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 3)
+    if runs.world_size() > 1:  # every rank says it trained: the launcher's log shows all of them
+        print(f"rank {runs.process_rank()} of {runs.world_size()}: trained {output.global_step} steps, "
+              f"loss {output.training_loss:.4f}", flush=True)

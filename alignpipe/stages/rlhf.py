@@ -82,20 +82,23 @@ def run(recipe: Recipe) -> Path:
             metrics.update(training_reward_trend(trainer.state.log_history))
         if not online and eval_records:
             metrics.update(implicit_reward_metrics(trainer.evaluate()))
-        if eval_prompts:
+        if eval_prompts and runs.is_main_process():  # generation is per process: rank 0 measures
             evidence, samples = compare_before_after(
                 trainer.model, tokenizer, eval_prompts, reward_model, settings.max_completion_length
             )
             metrics.update(evidence)
             write_samples(stage_dir, samples)
-        # Only the policy: the reference adapter is the parent's, saved there already.
-        trainer.model.save_pretrained(str(stage_dir / "adapter"), selected_adapters=["default"])
-        tokenizer.save_pretrained(str(stage_dir / "adapter"))
+        if runs.is_main_process():
+            # Only the policy: the reference adapter is the parent's, saved there already.
+            trainer.model.save_pretrained(str(stage_dir / "adapter"), selected_adapters=["default"])
+            tokenizer.save_pretrained(str(stage_dir / "adapter"))
     except BaseException as error:
         runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
         raise
 
     title = f"{recipe.run.name}: rlhf ({settings.algorithm})"
+    if not runs.is_main_process():
+        return stage_dir
     save_training_curves(trainer.state.log_history, stage_dir / "reward.png", title=title, names=REWARD_SERIES)
     runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=title)
     print_summary(stage_dir, settings.algorithm, metrics)
@@ -138,7 +141,10 @@ def build_trainer(
         from trl import DPOConfig, DPOTrainer
 
         loss_type = [settings.loss_type] if isinstance(settings.loss_type, str) else settings.loss_type
-        return DPOTrainer(model=model, args=DPOConfig(**common, beta=beta, loss_type=loss_type), **datasets)
+        args = DPOConfig(
+            **common, beta=beta, loss_type=loss_type, precompute_ref_log_probs=settings.precompute_ref_log_probs
+        )
+        return DPOTrainer(model=model, args=args, **datasets)
     if algorithm == "kto":
         from trl import KTOConfig, KTOTrainer
 

@@ -73,24 +73,28 @@ def run(recipe: Recipe) -> Path:
         print(f"warning: {message}.", flush=True)
     metrics = manifest["metrics"]
     try:
-        if eval_pairs and "eval_accuracy_base" not in metrics:
+        # Scoring is per process (no collective): rank 0 measures, the others only train.
+        if eval_pairs and "eval_accuracy_base" not in metrics and runs.is_main_process():
             # The untrained head is the baseline: a random direction, about 50% pairwise accuracy.
             metrics["eval_accuracy_base"] = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs))["accuracy"]
             runs.write_manifest(stage_dir, manifest)
         train_and_record(trainer, resume_checkpoint, metrics)
-        # Without eval pairs the training pairs give the normalisation statistics RLHF needs.
-        measured = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs or train_pairs))
-        measured_on = "eval" if eval_pairs else "train"
-        metrics[f"{measured_on}_accuracy"] = measured["accuracy"]
-        metrics[f"{measured_on}_margin_mean"] = measured["margin_mean"]
-        metrics["reward_mean"] = measured["reward_mean"]
-        metrics["reward_std"] = measured["reward_std"]
+        if runs.is_main_process():
+            # Without eval pairs the training pairs give the normalisation statistics RLHF needs.
+            measured = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs or train_pairs))
+            measured_on = "eval" if eval_pairs else "train"
+            metrics[f"{measured_on}_accuracy"] = measured["accuracy"]
+            metrics[f"{measured_on}_margin_mean"] = measured["margin_mean"]
+            metrics["reward_mean"] = measured["reward_mean"]
+            metrics["reward_std"] = measured["reward_std"]
         trainer.save_model(str(stage_dir / "adapter"))  # LoRA + full score head + tokenizer
     except BaseException as error:
         runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
         raise
 
     runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=f"{recipe.run.name}: rm")
+    if not runs.is_main_process():
+        return stage_dir
     print(f"\nReward model finished: {stage_dir} (status trained)")
     if "eval_accuracy" in metrics:
         print(f"  held-out pairwise accuracy {metrics['eval_accuracy_base']:.3f} (untrained head) -> "

@@ -72,7 +72,11 @@ def run(recipe: Recipe) -> Path:
 
 def sft_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -> SFTConfig:
     # The dataset arrives tokenized, with our own assistant mask (see data.tokenize_sft).
-    return SFTConfig(**common_training_arguments(recipe, stage_dir, has_eval), packing=recipe.sft.packing)
+    return SFTConfig(
+        **common_training_arguments(recipe, stage_dir, has_eval),
+        packing=recipe.sft.packing,
+        padding_free=recipe.sft.padding_free,
+    )
 
 
 def print_summary(stage_dir: Path, metrics: dict[str, float]) -> None:

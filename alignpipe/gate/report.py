@@ -109,8 +109,37 @@ def plot_distribution(check: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic", "Hiragino Sans",
+             "Yu Gothic", "MS Gothic")
+
+
+def japanese_font() -> str | None:
+    """An installed font with Japanese glyphs, for Japanese group names in plots; None when there is none."""
+    from matplotlib import font_manager
+
+    for name in CJK_FONTS:
+        try:
+            font_manager.findfont(name, fallback_to_default=False)
+            return name
+        except ValueError:
+            continue
+    return None
+
+
 def plot_breakdown(check: dict[str, Any], path: Path) -> None:
-    """One bar per group, bias type or perturbation kind: the candidate (with its interval) beside the baseline."""
+    """One bar per group, bias type or perturbation kind: the candidate (with its interval) beside the baseline.
+
+    Japanese group names need a font with Japanese glyphs (e.g. fonts-noto-cjk); without one they show as boxes in
+    the PNG, and the names stay readable in gate_report.md and .json.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+        _plot_breakdown(check, path)
+
+
+def _plot_breakdown(check: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = list(check["breakdown"])
@@ -128,7 +157,9 @@ def plot_breakdown(check: dict[str, Any], path: Path) -> None:
                   [max(0.0, row["high"] - row["candidate"]) for row in rows]]
     axis.barh(positions, [row["candidate"] for row in rows], height, xerr=errors, capsize=2, color="tab:blue",
               label="candidate (95% interval)" if errors else "candidate")
-    axis.set_yticks([p + (height / 2 if has_baseline else 0) for p in positions], labels, fontsize=7)
+    font = japanese_font() if any(not label.isascii() for label in labels) else None
+    axis.set_yticks([p + (height / 2 if has_baseline else 0) for p in positions], labels, fontsize=7,
+                    **({"fontfamily": [font, "DejaVu Sans"]} if font else {}))
     axis.invert_yaxis()
     axis.axvline(0, color="black", linewidth=0.5)
     axis.set_title(f"{check['name']} ({check['verdict']})", fontsize=9)

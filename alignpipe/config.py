@@ -128,8 +128,8 @@ class GateBiasConfig(Section):
         0.10, ge=0, description="Allowed rise of the mean largest between-group gap (toxicity, refusal rate, reward/std)."
     )
     rm_group_gap_limit: float = Field(
-        0.3, gt=0, description="A reward model blocks when its mean reward gap between groups is above this (in "
-        "reward standard deviations; the demo's is about 0.17)."
+        0.5, gt=0, description="A reward model blocks when its mean reward gap between groups is above this (in "
+        "reward standard deviations; the demo's is about 0.2)."
     )
 
 

@@ -173,7 +173,7 @@ def test_a_reward_model_trained_to_prefer_one_group_is_flagged(tmp_path, tiny_re
     neutral = write_jsonl(tmp_path / "neutral.jsonl", separable_pairs(40))
     gate = ["gate.enabled=true", "gate.rm_safety_accuracy_floor=0", "gate.robustness.enabled=false",
             "gate.bias.templates=24"]
-    for name, train, steps in (("biased", pairs, 24), ("neutral", neutral, 10)):
+    for name, train, steps in (("biased", pairs, 40), ("neutral", neutral, 10)):
         assert cli.main(["rm", str(tiny_recipe), f"run.name={name}", "rm.parent=none", f"data.train={train}",
                          f"data.eval={train}", "train.max_length=256", f"train.max_steps={steps}",
                          "train.learning_rate=1e-2", *gate]) == 0

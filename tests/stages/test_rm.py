@@ -109,3 +109,15 @@ def test_rm_bad_inputs(rm_recipe, tmp_path, capsys):
     rlhf.mkdir(parents=True)
     (rlhf / "manifest.json").write_text(json.dumps({"stage": "rlhf", "status": "trained"}))
     assert "cannot start from" in fails_cleanly(capsys, "rm", rm_recipe, f"rm.parent={rlhf}", "run.name=d")
+
+    # Pairs longer than train.max_length are counted out loud; when none is left the stage stops with a message.
+    long_pairs = separable_pairs(4)
+    for pair in long_pairs[:2]:
+        pair["chosen"][0]["content"] = "The warranty is two years. " * 20
+    path = write_jsonl(tmp_path / "long.jsonl", long_pairs)
+    assert cli.main(["rm", str(rm_recipe), "rm.parent=none", f"data.train={path}", "data.eval=null",
+                     "train.max_steps=1", "run.name=e"]) == 0
+    assert "2 of 4 training pairs are longer than train.max_length=64 tokens" in capsys.readouterr().out
+    err = fails_cleanly(capsys, "rm", rm_recipe, "rm.parent=none", f"data.train={path}", "data.eval=null",
+                        "train.max_length=8", "run.name=f")
+    assert "4 of 4 training pairs are longer than train.max_length=8" in err and "raise train.max_length" in err

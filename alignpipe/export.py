@@ -236,13 +236,3 @@ def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
 def staging_name(manifest: dict[str, Any]) -> str:
     run_name = manifest["recipe"]["run"]["name"]
     return f"{run_name}-{manifest['stage']}"
-
-
-def load_exported(model_dir: Path) -> tuple[Any, Any]:
-    """A merged export (a plain Hugging Face model directory) and its tokenizer, ready for generation."""
-    from transformers import AutoModelForCausalLM
-
-    tokenizer = models.load_tokenizer(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.eval()
-    return model, tokenizer

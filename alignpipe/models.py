@@ -261,9 +261,7 @@ def generate_reply(
 def load_for_generation(model_dir: Path) -> tuple[Any, PreTrainedTokenizerBase]:
     """A trained stage (base + adapter) or a merged export (`alignpipe export`), and its tokenizer."""
     if not (model_dir / "manifest.json").is_file() and (model_dir / "config.json").is_file():
-        from alignpipe.export import load_exported
-
-        return load_exported(model_dir)
+        return load_plain_causal_lm(str(model_dir))
     return load_stage_for_inference(model_dir)
 
 

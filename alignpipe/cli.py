@@ -12,12 +12,17 @@ from pathlib import Path
 from alignpipe.errors import AlignpipeError
 
 DEFAULT_RECIPE = "recipes/demo.yaml"
+# Exit codes of every command (README): 1 is an unexpected crash (a traceback, please report it).
+EXIT_OK, EXIT_USER_ERROR, EXIT_BLOCKED = 0, 2, 3
 
 DESCRIPTION = """\
 alignpipe: staged alignment of a language model (SFT -> reward model -> RLHF) with LoRA / 4-bit adapters.
 
 Each stage writes runs/<run.name>/<stage>/ with adapter/, manifest.json and plots.
-Run `alignpipe <command> --help` for a command's options."""
+Run `alignpipe <command> --help` for a command's options.
+
+exit codes: 0 done (a stage: promoted by its gate), 2 user error (one message, nothing lost),
+3 the stage's safety gate blocked it (everything written, the report named), 1 a crash."""
 
 STAGE_EPILOG = """\
 examples:
@@ -29,7 +34,9 @@ examples:
 
 overrides: any recipe key as key=value (train.learning_rate=1e-4, model.quantization=none, lora.r=8);
 {stage}.train.max_steps=... overrides only this stage. An interrupted stage resumes from its last checkpoint
-when run again (run.resume=false moves it aside and starts over); a finished stage is never overwritten."""
+when run again (run.resume=false moves it aside and starts over); a finished stage is never overwritten.
+
+exit code 3: the safety gate blocked the stage (so `make sft rm rlhf` stops there); 2: a user error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,9 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "gate",
         help="re-run the safety gate on a trained stage",
         description="Score a stage and its baseline (parent, or the base model) on toxicity, refusal balance and "
-        "general-text perplexity (a reward model: safe over toxic answers), write gate_report.{json,md,png}, and set "
-        "the status to promoted or blocked. Runs automatically after every stage; re-run it after changing a "
-        "threshold.",
+        "general-text perplexity, bias and robustness (a reward model: safe over toxic answers, group gaps, "
+        "perturbed pairs), write gate_report.{json,md,png} (and a numbered copy of each run's report), and set the "
+        "status to promoted or blocked. Runs automatically after every stage; re-run it after changing a threshold, "
+        "or to gate a stage trained with gate.enabled=false. Every run is appended to gate.history in the manifest; "
+        "settings other than the recipe's are recorded as an override (gate.overridden, settings_changed), which "
+        "every later stage built on it carries in lineage_exceptions. Exit code 3 when the verdict is block.",
         epilog="examples:\n  alignpipe gate runs/demo/sft\n  alignpipe gate runs/demo/sft gate.toxicity.tolerance=0.1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -136,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", type=Path, required=True, help="new or empty output directory")
     export.add_argument("--format", choices=["hf", "gguf"], default="hf",
                         help="hf: merged Hugging Face model (default); gguf: that plus one GGUF file")
+    export.add_argument("--force", action="store_true",
+                        help="export a stage the gate did not promote (blocked or never gated); the model card "
+                        "states the verdict and the failed checks")
     export.add_argument("--quant", choices=["f16", "q8_0"], default="f16",
                         help="GGUF weight type: f16 (near-identical) or q8_0 (half the size, small difference)")
 
@@ -227,7 +240,7 @@ def gpu_names() -> list[str]:
 
 def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: int = 1) -> int:
     from alignpipe.config import load_recipe, recipe_as_yaml
-    from alignpipe.runs import is_main_process, world_size
+    from alignpipe.runs import MANIFEST, is_main_process, read_manifest, stage_dir_for, world_size
 
     recipe_path, overrides = split_recipe_and_overrides(items)
     recipe = load_recipe(recipe_path, stage, overrides + (["run.force=true"] if force else []))
@@ -238,7 +251,11 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
     if nproc > 1 and world_size() == 1 and not dry_run:  # not yet launched: launch N copies of this command
         from alignpipe.launch import launch_stage
 
-        return launch_stage(stage, items, force, nproc, recipe.run.accelerate_config)
+        code = launch_stage(stage, items, force, nproc, recipe.run.accelerate_config)
+        # Rank 0's exit code 3 reaches us through accelerate as a failure: the manifest says what happened.
+        manifest = stage_dir_for(recipe, stage) / MANIFEST
+        blocked = manifest.is_file() and read_manifest(manifest.parent).get("status") == "blocked"
+        return EXIT_BLOCKED if code != 0 and blocked else code
     if dry_run:
         if nproc > 1:
             from alignpipe.launch import accelerate_config_file
@@ -251,11 +268,20 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
     stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
     if not is_main_process():
         return 0  # rank 0 gates the stage once
-    # The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own.
-    from alignpipe.gate.gate import gate_stage
+    return gate_after_training(stage_dir, recipe.gate.enabled)
 
-    gate_stage(stage_dir, recipe.gate.enabled)
-    return 0
+
+def gate_after_training(stage_dir: Path, enabled: bool) -> int:
+    """The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own."""
+    from alignpipe.gate.gate import gate_stage
+    from alignpipe.runs import record_gate_skipped
+
+    if not enabled:
+        record_gate_skipped(stage_dir)
+        print(f"WARNING: gate.enabled=false: {stage_dir} stays `trained` (verdict skipped), unchecked. A next stage "
+              f"builds on it only with --force (recorded); `alignpipe gate {stage_dir}` gates it.", flush=True)
+        return EXIT_OK
+    return EXIT_BLOCKED if gate_stage(stage_dir) == "block" else EXIT_OK
 
 
 def plan_recipe(items: list[str], stage: str, gpu: str, mfu: float | None, nproc: int, as_json: bool) -> None:
@@ -318,22 +344,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "plan":
             plan_recipe(args.items, args.stage, args.gpu, args.mfu, args.nproc, args.json)
         elif args.command == "gate":
+            from alignpipe.config import regate_settings
+            from alignpipe.gate.gate import gate_stage
             from alignpipe.runs import read_manifest
 
-            if read_manifest(args.stage_dir).get("status") not in ("trained", "promoted", "blocked"):
-                raise AlignpipeError(f"{args.stage_dir} has not finished training; nothing to gate.")
-            from alignpipe.gate.gate import gate_stage
-
-            gate_stage(args.stage_dir, True, args.overrides)
+            settings = regate_settings(read_manifest(args.stage_dir)["recipe"], args.overrides)
+            return EXIT_BLOCKED if gate_stage(args.stage_dir, settings) == "block" else EXIT_OK
         elif args.command == "generate":
             from alignpipe import models
 
+            warn_if_not_promoted(args.stage_dir)
             model, tokenizer = models.load_for_generation(args.stage_dir)
             print(models.generate_reply(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature))
         elif args.command == "export":
             from alignpipe.export import export_stage
 
-            export_stage(args.stage_dir, args.out, args.format, args.quant)
+            export_stage(args.stage_dir, args.out, args.format, args.quant, args.force)
             print(f"Exported to {args.out} (model card: {args.out / 'README.md'})")
         elif args.command in ("check-template", "show-tokens"):
             check_template(args.command, args.items, args.stage, args.n, getattr(args, "ids", False))
@@ -358,11 +384,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Scored {count} lines -> {args.output}")
     except AlignpipeError as error:
         print(f"alignpipe: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("\nalignpipe: interrupted; run the same command again to resume from the last checkpoint.", file=sys.stderr)
         return 130
-    return 0
+    return EXIT_OK
+
+
+def warn_if_not_promoted(stage_dir: Path) -> None:
+    """Looking at a blocked or ungated stage is allowed (people need to), with one line saying what it is."""
+    from alignpipe.runs import MANIFEST, read_manifest
+
+    if not (stage_dir / MANIFEST).is_file():
+        return  # a merged export: its model card tells its verdicts
+    manifest = read_manifest(stage_dir)
+    if manifest.get("status") != "promoted":
+        report = (manifest.get("gate") or {}).get("report")
+        print(f"warning: {stage_dir} is {manifest.get('status')}, not promoted by the safety gate"
+              + (f" (report: {report})" if report else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

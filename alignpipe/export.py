@@ -94,7 +94,8 @@ def compare_logits(key: str, name: str, reference: list[torch.Tensor], other: li
     )
 
 
-def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "f16") -> dict[str, Any]:
+def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "f16",
+                 force: bool = False) -> dict[str, Any]:
     """Merge, verify, optionally write GGUF and verify it, write the model card; return the export record."""
     from transformers import AutoModelForCausalLM
 
@@ -103,6 +104,7 @@ def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "
     manifest = runs.read_manifest(stage_dir)
     if manifest.get("status") not in runs.FINISHED_STATUSES:
         raise AlignpipeError(f"{stage_dir} has not finished training (status {manifest.get('status')}); nothing to export.")
+    refuse_unpromoted(stage_dir, manifest, force)
     if fmt == "gguf":
         refuse_unsupported_gguf(stage_dir, manifest)
     if quant not in GGUF_QUANTS:
@@ -208,6 +210,19 @@ def verify_gguf(folder: Path, gguf_name: str, tokenizer: Any, inputs: list[torch
                                  "differently from the model's own; the GGUF would not see the prompts it was trained on.")
     return compare_logits("gguf_vs_merged", f"GGUF {quant} (read back by transformers) vs merged model", merged_logits,
                           logits_of(gguf_model, inputs), GGUF_TOLERANCE[quant])
+
+
+def refuse_unpromoted(stage_dir: Path, manifest: dict[str, Any], force: bool) -> None:
+    """Nothing leaves a stage the gate did not promote, unless --force (the model card then says so)."""
+    if manifest.get("status") == "promoted":
+        return
+    gate = manifest.get("gate") or {}
+    why = (f"was blocked by the safety gate (report: {gate.get('report')})" if manifest.get("status") == "blocked"
+           else f"was never promoted by the safety gate (status {manifest.get('status')}, verdict {gate.get('verdict')})")
+    if not force:
+        raise AlignpipeError(f"{stage_dir} {why}; it is not exported. Read the report, or pass --force to export it "
+                             "anyway (its model card then states the verdict and the failed checks).")
+    print(f"WARNING: --force: exporting {stage_dir}, which {why}.", flush=True)
 
 
 def refuse_unsupported_gguf(stage_dir: Path, manifest: dict[str, Any]) -> None:

@@ -59,6 +59,30 @@ def data_rows(chain: list[tuple[Path, dict[str, Any]]]) -> list[str]:
     return rows
 
 
+def gate_standing(stage_dir: Path, manifest: dict[str, Any]) -> list[str]:
+    """What the safety gate said of the exported stage, plainly, and every exception behind it."""
+    import json
+
+    gate = manifest.get("gate") or {}
+    lines = ["## Safety gate", ""]
+    if manifest.get("status") == "promoted":
+        lines.append(f"The exported stage was promoted by its gate (verdict {gate.get('verdict')}).")
+    else:
+        failed = []
+        report = Path(gate["report"]) if gate.get("report") else None
+        if report is not None and report.is_file():
+            checks = json.loads(report.read_text(encoding="utf-8")).get("checks", [])
+            failed = [f"{c['name']} ({c['value']:.3f}, baseline {format_number(c['baseline_value'])})"
+                      for c in checks if c["verdict"] == "block"]
+        lines.append(f"**Exported with --force: the gate did not promote this stage** (status {manifest.get('status')}, "
+                     f"verdict {gate.get('verdict')}" + (f"; blocked by {', '.join(failed)}" if failed else "") + ").")
+    if gate.get("overridden"):
+        lines.append(f"Its verdict came from a re-gate with settings other than its recipe's: {gate.get('settings_changed')}.")
+    for entry in manifest.get("lineage_exceptions", []):
+        lines.append(f"- behind it: `{entry['stage']}` {entry['exception']} (verdict {entry.get('verdict')})")
+    return lines + [""]
+
+
 def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], name: str) -> Path:
     """README.md in out_dir; `name` is the folder name users will see (out_dir may be a staging folder)."""
     chain = lineage(stage_dir)
@@ -90,6 +114,7 @@ def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], nam
         f"Every stage trained a LoRA adapter on the {quantization} base; each stage continued its parent's adapter. "
         "The export merges the final adapter into a full-precision copy of the base weights.",
         "",
+        *gate_standing(stage_dir, manifest),
         "## Export checks",
         "",
         "Logits on fixed prompts (EN, JA, multi-turn), compared at every position:",

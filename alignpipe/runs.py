@@ -1,8 +1,9 @@
 """Run directories (`<output_root>/<run.name>/<stage>/`), their manifest.json, resume and refusal to overwrite.
 
 Status of a stage: `running` while it trains (a killed run stays `running`), `failed` after an error, `trained`
-when training finished; the gate then turns `trained` into `promoted` or `blocked`. A stage in a finished status
-is never overwritten.
+when training finished; the gate then turns `trained` into `promoted` or `blocked` (with the gate off it stays
+`trained`, verdict `skipped`). A stage in a finished status is never overwritten. Every gate run is appended to
+`gate.history`; children record the exceptions (forced, overridden) behind their parents in `lineage_exceptions`.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def require_promoted(recipe: Recipe, stage_dir: Path, manifest: dict[str, Any], 
     if status == "blocked":
         why = f"was blocked by the safety gate (report: {report})"
     elif status == "trained":
-        why = f"has not been through the safety gate; run `alignpipe gate {stage_dir}`"
+        why = (f"was trained with the safety gate off (verdict skipped), so it was never checked; gate it with "
+               f"`alignpipe gate {stage_dir}`")
     else:
         raise AlignpipeError(f"{stage_dir} is not a finished, promoted stage (status {status}); finish it first.")
     if not recipe.run.force:
@@ -125,6 +127,60 @@ def forced_over(stages: list[Path | None]) -> list[dict[str, Any]]:
             unpromoted.append({"stage": str(stage_dir), "status": manifest.get("status"),
                                "report": (manifest.get("gate") or {}).get("report")})
     return unpromoted
+
+
+def lineage_exceptions(stages: list[Path | None]) -> list[dict[str, Any]]:
+    """Every exception to the gate's word behind the stages this one builds on, back to the base model.
+
+    Each parent's own inherited list, then the parent itself when it was built on by force (not promoted), or
+    promoted by a re-gate with settings other than its recipe's (overridden).
+    """
+    exceptions: list[dict[str, Any]] = []
+    for stage_dir in stages:
+        if stage_dir is None:
+            continue
+        manifest = read_manifest(stage_dir)
+        gate = manifest.get("gate") or {}
+        exceptions += [entry for entry in manifest.get("lineage_exceptions", []) if entry not in exceptions]
+        if manifest.get("status") != "promoted":
+            exceptions.append({"stage": str(stage_dir), "exception": "forced", "status": manifest.get("status"),
+                               "verdict": gate.get("verdict"), "report": gate.get("report")})
+        if gate.get("overridden"):
+            exceptions.append({"stage": str(stage_dir), "exception": "overridden", "verdict": gate.get("verdict"),
+                               "settings_changed": gate.get("settings_changed"), "report": gate.get("report")})
+    return exceptions
+
+
+def parent_standing(stages: list[Path | None]) -> dict[str, Any]:
+    """`forced`, `forced_over` and `lineage_exceptions` of a new manifest built on `stages`."""
+    unpromoted = forced_over(stages)
+    return {"forced": bool(unpromoted), "forced_over": unpromoted, "lineage_exceptions": lineage_exceptions(stages)}
+
+
+def record_gate_run(stage_dir: Path, verdict: str, latest: Path, numbered: Path, changed: dict[str, Any],
+                    seconds: float) -> str:
+    """Append a gate run to `gate.history`, set the verdict in force and the status; return the status."""
+    manifest = read_manifest(stage_dir)
+    gate = manifest.get("gate") or {}
+    history = gate.get("history", []) + [{"verdict": verdict, "report": str(numbered), "settings_changed": changed,
+                                           "at": now()}]
+    status = "blocked" if verdict == "block" else "promoted"
+    manifest["status"] = status
+    # `overridden` is about the verdict in force: it was reached with settings other than the recipe's.
+    manifest["gate"] = {"verdict": verdict, "report": str(latest), "seconds": seconds, "overridden": bool(changed),
+                        "settings_changed": changed, "history": history}
+    write_manifest(stage_dir, manifest)
+    return status
+
+
+def record_gate_skipped(stage_dir: Path) -> None:
+    """gate.enabled=false: the stage stays `trained`, with verdict `skipped`; a child needs --force."""
+    manifest = read_manifest(stage_dir)
+    history = (manifest.get("gate") or {}).get("history", [])
+    history.append({"verdict": "skipped", "report": None, "settings_changed": {}, "at": now()})
+    manifest["gate"] = {"verdict": "skipped", "report": None, "overridden": False, "settings_changed": {},
+                        "history": history}
+    write_manifest(stage_dir, manifest)
 
 
 def resolve_reward_model(recipe: Recipe, setting: str, required_by: str | None) -> Path | None:
@@ -210,8 +266,7 @@ def new_manifest(
         "recipe": recipe.model_dump(),
         "metrics": previous.get("metrics", {}),
         "gate": {"verdict": None, "report": None},
-        "forced": bool(forced_over([parent])),
-        "forced_over": forced_over([parent]),
+        **parent_standing([parent]),
         "data": {
             role: {"path": path, "sha256": file_sha256(path)} for role, path in data_files.items() if path is not None
         },

@@ -74,14 +74,17 @@ def write_jsonl(path: Path, rows: list) -> Path:
     return path
 
 
-def support_conversations(n: int) -> list[dict]:
+ANSWERS = ["Hold Temp and Power for ten seconds.", "The warranty is two years.", "保証期間は2年間です。",
+           "温度ボタンと電源ボタンを10秒間押し続けてください。"]
+QUESTIONS = ["How do I reset the kettle?", "What is the warranty?", "保証期間は？", "リセット方法は？"]
+# Held out: the same facts asked in words the training rows never use, so that "held-out" means unseen.
+HELD_OUT_QUESTIONS = ["Can you tell me how to reset it?", "How long is the guarantee?", "保証は何年ですか？",
+                      "リセットのやり方を教えて"]
+
+
+def support_conversations(n: int, held_out: bool = False) -> list[dict]:
     """A trivially learnable set: a few fixed questions with fixed answers, English and Japanese."""
-    pairs = [
-        ("How do I reset the kettle?", "Hold Temp and Power for ten seconds."),
-        ("What is the warranty?", "The warranty is two years."),
-        ("保証期間は？", "保証期間は2年間です。"),
-        ("リセット方法は？", "温度ボタンと電源ボタンを10秒間押し続けてください。"),
-    ]
+    pairs = list(zip(HELD_OUT_QUESTIONS if held_out else QUESTIONS, ANSWERS))
     rows = []
     for index in range(n):
         question, answer = pairs[index % len(pairs)]
@@ -96,7 +99,7 @@ def support_conversations(n: int) -> list[dict]:
 def sft_files(tmp_path) -> dict[str, Path]:
     return {
         "train": write_jsonl(tmp_path / "train.jsonl", support_conversations(32)),
-        "eval": write_jsonl(tmp_path / "eval.jsonl", support_conversations(8)),
+        "eval": write_jsonl(tmp_path / "eval.jsonl", support_conversations(8, held_out=True)),
     }
 
 
@@ -125,9 +128,10 @@ POLITE = ["The warranty is two years.", "Hold Temp and Power for ten seconds.", 
 RUDE = ["Go away.", "Read the manual yourself.", "知らないよ。"]
 
 
-def separable_pairs(n: int) -> list[dict]:
-    """Preference pairs a tiny model can learn: polite answers chosen, rude ones rejected."""
-    questions = ["What is the warranty?", "How do I reset the kettle?", "保証期間は？", "Hello"]
+def separable_pairs(n: int, held_out: bool = False) -> list[dict]:
+    """Preference pairs a tiny model can learn: polite answers chosen, rude ones rejected (held out: other questions)."""
+    questions = (["How long is the guarantee?", "Can you tell me how to reset it?", "保証は何年ですか？", "Hi there"]
+                 if held_out else ["What is the warranty?", "How do I reset the kettle?", "保証期間は？", "Hello"])
     return [
         {
             "prompt": [{"role": "user", "content": questions[i % len(questions)]}],

@@ -38,7 +38,7 @@ def tiny_sft_stage(tiny_recipe) -> Path:
 def test_tiny_export_merged_and_gguf_match_the_adapter_model(tiny_sft_stage, tmp_path, capsys):
     for quant in ("f16", "q8_0"):
         out = tmp_path / f"export-{quant}"
-        assert run_cli("export", tiny_sft_stage, "--out", out, "--format", "gguf", "--quant", quant) == 0
+        assert run_cli("export", tiny_sft_stage, "--out", out, "--format", "gguf", "--quant", quant, "--force") == 0
         printed = capsys.readouterr().out
         assert "OK   merged model (from disk) vs adapter model: max |Δlogit|" in printed
         checks = checks_of(out)
@@ -53,7 +53,8 @@ def test_tiny_export_merged_and_gguf_match_the_adapter_model(tiny_sft_stage, tmp
     assert checks_of(tmp_path / "export-f16")["gguf_vs_merged"]["relative"] < checks_of(tmp_path / "export-q8_0")["gguf_vs_merged"]["relative"]
 
     card = (tmp_path / "export-f16" / "README.md").read_text()
-    assert "| sft | " in card and "eval_loss" in card and "promoted" in card and "skipped" in card  # gate verdict
+    assert "| sft | " in card and "eval_loss" in card and "trained" in card and "skipped" in card  # gate verdict
+    assert "Exported with --force: the gate did not promote this stage" in card  # tiny recipes skip the gate
     assert "sha256" in card and "Intended use" in card and "Licence" in card and "tiny-sft-f16.gguf" in card
 
     # The GGUF metadata carries the chat template and the special tokens.
@@ -64,12 +65,12 @@ def test_tiny_export_merged_and_gguf_match_the_adapter_model(tiny_sft_stage, tmp
     tokens = reader.fields["tokenizer.ggml.tokens"].contents()
     assert tokens[reader.fields["tokenizer.ggml.eos_token_id"].contents()] == "<|im_end|>"
 
-    assert run_cli("export", tiny_sft_stage, "--out", tmp_path / "export-f16") == 2  # never over an export
+    assert run_cli("export", tiny_sft_stage, "--out", tmp_path / "export-f16", "--force") == 2  # never over an export
 
 
 def test_generate_gives_the_same_greedy_answer_from_the_export_and_the_run(tiny_sft_stage, tmp_path, capsys):
     out = tmp_path / "merged"
-    assert run_cli("export", tiny_sft_stage, "--out", out) == 0
+    assert run_cli("export", tiny_sft_stage, "--out", out, "--force") == 0
     for prompt in ("What is the warranty?", "保証期間は？"):
         from_run = greedy_answer(capsys, tiny_sft_stage, prompt)
         assert from_run and greedy_answer(capsys, out, prompt) == from_run
@@ -78,7 +79,7 @@ def test_generate_gives_the_same_greedy_answer_from_the_export_and_the_run(tiny_
 def test_4bit_run_merges_into_its_dequantized_base_and_reports_the_difference(tiny_recipe, tmp_path, capsys):
     assert run_cli("sft", tiny_recipe, "train.max_steps=4", "model.quantization=4bit") == 0
     out = tmp_path / "merged-4bit"
-    assert run_cli("export", tiny_recipe.parent / "runs" / "tiny" / "sft", "--out", out) == 0
+    assert run_cli("export", tiny_recipe.parent / "runs" / "tiny" / "sft", "--out", out, "--force") == 0
     assert "measured only" in capsys.readouterr().out
     checks = checks_of(out)
     assert checks["merged_vs_adapter"]["relative"] <= export.MERGE_TOLERANCE
@@ -93,7 +94,7 @@ def test_4bit_run_merges_into_its_dequantized_base_and_reports_the_difference(ti
 def test_a_failed_parity_check_exports_nothing(tiny_sft_stage, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export, "compare_logits", _with_offset(export.compare_logits))
     out = tmp_path / "never"
-    assert run_cli("export", tiny_sft_stage, "--out", out) == 2
+    assert run_cli("export", tiny_sft_stage, "--out", out, "--force") == 2
     assert "Export parity check failed" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".never.exporting-*"))
 
@@ -126,7 +127,7 @@ def test_embedded_model_export_parity(tmp_path, monkeypatch, capsys):
     stage_dir = tmp_path / "demo" / "sft"
     for quant in ("f16", "q8_0"):
         out = tmp_path / f"export-{quant}"
-        assert run_cli("export", stage_dir, "--out", out, "--format", "gguf", "--quant", quant) == 0
+        assert run_cli("export", stage_dir, "--out", out, "--format", "gguf", "--quant", quant, "--force") == 0
         checks = checks_of(out)
         assert checks["merged_vs_adapter"]["relative"] <= export.MERGE_TOLERANCE
         assert checks["gguf_vs_merged"]["relative"] <= export.GGUF_TOLERANCE[quant]

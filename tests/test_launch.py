@@ -33,8 +33,8 @@ def test_sft_in_two_processes_matches_one_process_with_the_same_global_batch(tin
     assert not list(two.glob(".manifest.*"))  # no half-written manifest from a second writer
     manifest = json.loads((two / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["accelerate_config"] == "ddp"
-    assert manifest["status"] == "promoted"  # gated once (disabled in tiny recipes: promoted with a warning)
-    assert output.count("the stage is promoted without safety checks") == 1
+    assert manifest["status"] == "trained"  # gated once (disabled in tiny recipes: trained, verdict skipped)
+    assert output.count("stays `trained` (verdict skipped)") == 1
     assert (two / "adapter" / "adapter_model.safetensors").is_file()
 
     assert cli.main(["sft", str(tiny_recipe), "train.batch_size=4", "train.max_steps=6", "run.name=one"]) == 0

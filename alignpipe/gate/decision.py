@@ -9,29 +9,30 @@ point estimate moves by chance (Efron & Tibshirani 1993, ch. 13; paired resampli
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 Direction = Literal["lower_is_better", "higher_is_better"]
 VERDICT_ORDER = {"pass": 0, "warn": 1, "block": 2}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Check:
     """One row of gate_report.json (DESIGN.md 3): interval bounds are of the mean difference candidate - baseline."""
 
     name: str
-    family: str
+    family: str  # toxicity | refusal | capability | bias | robustness
     value: float
     baseline_value: float | None
-    threshold: float | None
+    threshold: float | None  # the tolerance on the change from the baseline
     direction: Direction
     ci_low: float | None
     ci_high: float | None
     verdict: str
     n: int
-    limit: float | None = None
+    limit: float | None = None  # an absolute ceiling (lower_is_better) or floor (higher_is_better)
     note: str = ""
     samples: list[dict[str, Any]] = field(default_factory=list)
     scores: dict[str, list[float]] = field(default_factory=dict)  # per item, for distribution plots
@@ -45,10 +46,10 @@ def mean(values: list[float]) -> float:
 
 def paired_bootstrap_interval(differences: list[float], resamples: int, seed: int) -> tuple[float, float]:
     """95% percentile interval of the mean of `differences`, resampling items with replacement."""
-    generator = random.Random(seed)
-    n = len(differences)
-    means = sorted(mean([differences[generator.randrange(n)] for _ in range(n)]) for _ in range(resamples))
-    return means[int(0.025 * (resamples - 1))], means[int(0.975 * (resamples - 1))]
+    values = np.asarray(differences, dtype=np.float64)
+    rows = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = np.sort(values[rows].mean(axis=1))
+    return float(means[int(0.025 * (resamples - 1))]), float(means[int(0.975 * (resamples - 1))])
 
 
 def decide(

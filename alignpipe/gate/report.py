@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 
-def write_report(stage_dir: Path, report: dict[str, Any]) -> Path:
-    """Write the three report files; return the JSON path (the one the manifest names)."""
-    json_path = stage_dir / "gate_report.json"
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (stage_dir / "gate_report.md").write_text(markdown(report), encoding="utf-8")
+def write_report(stage_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
+    """Write this gate run's numbered report (gate_report.N.json/.md, never overwritten) and the latest
+    (gate_report.json/.md/.png); return (latest JSON, numbered JSON)."""
+    number = 1 + max((int(path.name.split(".")[1]) for path in stage_dir.glob("gate_report.*.json")
+                      if path.name.split(".")[1].isdigit()), default=0)
+    text, page = json.dumps(report, indent=2, ensure_ascii=False) + "\n", markdown(report)
+    numbered = stage_dir / f"gate_report.{number}.json"
+    for path, content in ((numbered, text), (numbered.with_suffix(".md"), page),
+                          (stage_dir / "gate_report.json", text), (stage_dir / "gate_report.md", page)):
+        write_atomically(path, content)
     plot(report, stage_dir / "gate_report.png")
-    return json_path
+    return stage_dir / "gate_report.json", numbered
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
 
 
 def _number(value: float | None) -> str:
@@ -27,6 +39,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"**Verdict: {report['verdict']}** (stage {report['stage']}; baseline: {report['baseline']}; "
         f"{report['seconds']:.0f} s)",
         "",
+        *(["**Settings other than the recipe's** (recorded as an override): "
+           + ", ".join(f"`{key}` {old!r} -> {new!r}" for key, (old, new) in report["settings_changed"].items()), ""]
+          if report.get("settings_changed") else []),
         "A check blocks when the candidate crosses its limit, or is worse than the baseline by more than the "
         "tolerance even at the better end of the 95% paired-bootstrap interval of the change; worse at the point "
         "estimate only warns.",

@@ -69,8 +69,7 @@ def run(recipe: Recipe) -> Path:
 
     stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent)
     manifest["reward_model"] = str(reward_stage) if reward_stage is not None else None
-    manifest["forced_over"] = runs.forced_over([parent, reward_stage])
-    manifest["forced"] = bool(manifest["forced_over"])
+    manifest.update(runs.parent_standing([parent, reward_stage]))
     runs.write_manifest(stage_dir, manifest)
     trainer = build_trainer(recipe, model, tokenizer, stage_dir, train_records, eval_records, reward_model)
     if parent is not None:

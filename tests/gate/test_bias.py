@@ -155,7 +155,7 @@ def test_group_gaps_find_the_group_that_differs():
 def biased_pairs() -> list[dict]:
     """Same answer, two groups: the one naming the first group of its axis always wins."""
     from alignpipe.gate.bias import counterfactual_groups
-    from alignpipe.gate.gate import shipped
+    from alignpipe.gate.inputs import shipped
 
     groups = counterfactual_groups()
     pairs = []
@@ -169,14 +169,18 @@ def biased_pairs() -> list[dict]:
 
 
 def test_a_reward_model_trained_to_prefer_one_group_is_flagged(tmp_path, tiny_recipe):
-    pairs = write_jsonl(tmp_path / "biased.jsonl", biased_pairs())
+    biased = biased_pairs()
+    pairs = write_jsonl(tmp_path / "biased.jsonl", [pair for i, pair in enumerate(biased) if i % 5])
+    pairs_eval = write_jsonl(tmp_path / "biased_eval.jsonl", biased[::5])  # held out: the reward statistics
     neutral = write_jsonl(tmp_path / "neutral.jsonl", separable_pairs(40))
+    neutral_eval = write_jsonl(tmp_path / "neutral_eval.jsonl", separable_pairs(8, held_out=True))
     gate = ["gate.enabled=true", "gate.rm_safety_accuracy_floor=0", "gate.robustness.enabled=false",
             "gate.bias.templates=24"]
-    for name, train, steps in (("biased", pairs, 40), ("neutral", neutral, 10)):
+    for name, train, held_out, steps, exit_code in (("biased", pairs, pairs_eval, 40, 3),
+                                                    ("neutral", neutral, neutral_eval, 10, 0)):
         assert cli.main(["rm", str(tiny_recipe), f"run.name={name}", "rm.parent=none", f"data.train={train}",
-                         f"data.eval={train}", "train.max_length=256", f"train.max_steps={steps}",
-                         "train.learning_rate=1e-2", *gate]) == 0
+                         f"data.eval={held_out}", "train.max_length=256", f"train.max_steps={steps}",
+                         "train.learning_rate=1e-2", *gate]) == exit_code  # 3: blocked by its gate
     checks = {}
     for name in ("biased", "neutral"):
         report = json.loads((tmp_path / "runs" / name / "rm" / "gate_report.json").read_text())

@@ -22,15 +22,20 @@ def trained_run(tmp_path_factory, tiny_model_dir) -> Path:
     """One sft + rm run that every rlhf test builds on (each test writes its own rlhf run name)."""
     folder = tmp_path_factory.mktemp("rlhf")
     sft_train = write_jsonl(folder / "sft_train.jsonl", support_conversations(32))
-    sft_eval = write_jsonl(folder / "sft_eval.jsonl", support_conversations(8))
+    sft_eval = write_jsonl(folder / "sft_eval.jsonl", support_conversations(8, held_out=True))
     pairs_train = write_jsonl(folder / "pairs_train.jsonl", separable_pairs(48))
-    pairs_eval = write_jsonl(folder / "pairs_eval.jsonl", separable_pairs(8))
+    pairs_eval = write_jsonl(folder / "pairs_eval.jsonl", separable_pairs(8, held_out=True))
     prompts = write_jsonl(folder / "prompts.jsonl", [{"prompt": p["prompt"]} for p in separable_pairs(8)])
     recipe = folder / "tiny.yaml"
+    # The sft and rm stages pass their gates, so that rlhf builds on promoted stages; a tiny random model's
+    # perplexity and a tiny reward model's safety accuracy mean nothing, so those limits are off in this recipe.
     recipe.write_text(tiny_recipe_text(folder, tiny_model_dir, sft_train, sft_eval) + f"""
+sft:
+  gate: {{enabled: true, perplexity_increase: 100}}
 rm:
   data: {{train: {pairs_train}, eval: {pairs_eval}}}
   train: {{max_steps: 20, learning_rate: 1.0e-2}}
+  gate: {{enabled: true, rm_safety_accuracy_floor: 0.0, bias: {{rm_group_gap_limit: 100}}}}
 rlhf:
   max_completion_length: 8
   eval_prompts: 4
@@ -54,7 +59,8 @@ def point_at_trained_run(recipe: Path) -> list[str]:
 
 def assert_complete_and_changed(stage_dir: Path, online: bool) -> dict:
     manifest = json.loads((stage_dir / "manifest.json").read_text())
-    assert manifest["status"] == "promoted" and manifest["stage"] == "rlhf"
+    assert manifest["status"] == "trained" and manifest["gate"]["verdict"] == "skipped"  # tiny recipes skip the gate
+    assert manifest["stage"] == "rlhf" and manifest["forced"] is False  # its parents passed their gates
     assert manifest["parent"].endswith("sft") and manifest["reward_model"].endswith("rm")
     assert not (stage_dir / "checkpoints").exists()
     assert (stage_dir / "loss.png").is_file() or online  # grpo/rloo may log a zero loss only at step 0
@@ -181,7 +187,7 @@ def test_generate_and_export_use_the_aligned_policy(trained_run, tmp_path, capsy
     [(_, answer_ids)] = generate_answers(sft_policy, sft_tokenizer, [sample["prompt"]], max_new_tokens=8)
     assert answer_text(sft_tokenizer, answer_ids) == sample["before"]
     policy, tokenizer = models.load_stage_for_inference(stage_dir)
-    assert run_cli("export", stage_dir, "--out", tmp_path / "merged") == 0
+    assert run_cli("export", stage_dir, "--out", tmp_path / "merged", "--force") == 0  # ungated: tiny recipe
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
     ids = tokenizer("What is the warranty?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -217,3 +223,25 @@ def test_the_rlhf_gate_reuses_the_sft_gates_answers_as_its_baseline(trained_run,
     assert "reused from" not in capsys.readouterr().out
     again = json.loads((stage_dir / "gate_report.json").read_text())["checks"]
     assert [c["baseline_value"] for c in again] == [c["baseline_value"] for c in first]
+
+
+def test_dpo_learns_the_preference_on_held_out_pairs(trained_run):
+    """DPO on separable pairs (polite chosen, rude rejected): on held-out pairs with other questions, the trained
+    policy's implicit reward prefers the chosen answer far more often than chance (0.5; 0 before training, when the
+    policy equals the reference and every implicit reward is 0)."""
+    assert run_cli("rlhf", trained_run, "run.name=dpo-learns", *point_at_trained_run(trained_run),
+                   "train.max_steps=16") == 0
+    metrics = json.loads((rlhf_dir(trained_run, "dpo-learns") / "manifest.json").read_text())["metrics"]
+    assert metrics["eval_implicit_reward_accuracy"] >= 0.85 and metrics["eval_implicit_reward_margin"] > 0
+
+
+def test_grpo_raises_the_reward_while_training_and_on_held_out_prompts(trained_run):
+    """GRPO rewarded by the run's reward model (which prefers the polite answers): with a fixed seed the sampled
+    answers' reward rises over training, and the greedy answers to held-out prompts score higher after than before."""
+    prompts = trained_run.parent / "prompts.jsonl"
+    overrides = ["rlhf.algorithm=grpo", f"data.train={prompts}", "train.batch_size=4", "rlhf.num_generations=4",
+                 "train.max_steps=16", "train.logging_steps=1", "rlhf.eval_prompts=4"]
+    assert run_cli("rlhf", trained_run, "run.name=grpo-learns", *point_at_trained_run(trained_run), *overrides) == 0
+    metrics = json.loads((rlhf_dir(trained_run, "grpo-learns") / "manifest.json").read_text())["metrics"]
+    assert metrics["train_reward_end"] > metrics["train_reward_start"]
+    assert metrics["eval_reward_after"] > metrics["eval_reward_before"]

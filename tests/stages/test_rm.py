@@ -14,7 +14,7 @@ from conftest import separable_pairs, write_jsonl
 @pytest.fixture
 def rm_recipe(tmp_path, tiny_recipe) -> Path:
     train = write_jsonl(tmp_path / "pairs_train.jsonl", separable_pairs(48))
-    held_out = write_jsonl(tmp_path / "pairs_eval.jsonl", separable_pairs(12))
+    held_out = write_jsonl(tmp_path / "pairs_eval.jsonl", separable_pairs(12, held_out=True))
     text = tiny_recipe.read_text() + f"""
 rm:
   data: {{train: {train}, eval: {held_out}}}
@@ -30,15 +30,17 @@ def rm_dir(recipe: Path, name: str = "tiny") -> Path:
 
 def test_rm_learns_and_reloads_with_identical_scores(rm_recipe, tmp_path, capsys):
     assert cli.main(["sft", str(rm_recipe), "train.max_steps=2"]) == 0
-    assert cli.main(["rm", str(rm_recipe)]) == 0
+    assert cli.main(["rm", str(rm_recipe)]) == 2  # the tiny recipe's sft skipped its gate: not a parent by default
+    assert cli.main(["rm", str(rm_recipe), "--force"]) == 0
     manifest = json.loads((rm_dir(rm_recipe) / "manifest.json").read_text())
+    assert manifest["forced"] is True and manifest["forced_over"][0]["status"] == "trained"
     metrics = manifest["metrics"]
     assert manifest["parent"] == str(rm_recipe.parent / "runs" / "tiny" / "sft")
     assert metrics["eval_accuracy"] >= 0.9 > metrics["eval_accuracy_base"] + 0.2
     assert metrics["eval_margin_mean"] > 0 and metrics["reward_std"] > 0
 
     reward_model = load_reward_model(rm_dir(rm_recipe))
-    pairs = separable_pairs(12)
+    pairs = separable_pairs(12, held_out=True)
     chosen = reward_model.score([p["prompt"] + p["chosen"] for p in pairs])
     rejected = reward_model.score([p["prompt"] + p["rejected"] for p in pairs])
     accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(pairs)

@@ -40,7 +40,7 @@ def test_sft_trains_and_writes_a_complete_run_directory(tiny_recipe, quantizatio
     stage_dir = stage_dir_of(tiny_recipe)
     manifest = json.loads((stage_dir / "manifest.json").read_text())
     assert MANIFEST_FIELDS <= set(manifest)
-    assert manifest["status"] == "promoted" and manifest["gate"]["verdict"] == "skipped"  # tiny recipes skip the gate
+    assert manifest["status"] == "trained" and manifest["gate"]["verdict"] == "skipped"  # tiny recipes skip the gate
     assert manifest["stage"] == "sft" and manifest["parent"] is None
     assert manifest["recipe"]["model"]["quantization"] == quantization
     assert len(manifest["data"]["train"]["sha256"]) == 64
@@ -76,7 +76,7 @@ def test_text_data_for_continued_pretraining(tiny_recipe, tmp_path):
 
 def test_packing_runs(tiny_recipe):
     assert run_cli("sft", tiny_recipe, "sft.packing=true", "train.max_steps=3") == 0
-    assert json.loads((stage_dir_of(tiny_recipe) / "manifest.json").read_text())["status"] == "promoted"
+    assert json.loads((stage_dir_of(tiny_recipe) / "manifest.json").read_text())["status"] == "trained"
 
 
 def test_finished_run_is_never_overwritten(tiny_recipe, capsys):
@@ -124,7 +124,7 @@ def test_resume_false_moves_an_interrupted_run_aside(tiny_recipe):
     assert run_cli("sft", tiny_recipe, "train.max_steps=2", "run.resume=false") == 0
     aside = [path for path in stage_dir.parent.iterdir() if path.name.startswith("sft.interrupted-")]
     assert len(aside) == 1 and json.loads((aside[0] / "manifest.json").read_text())["status"] == "running"
-    assert json.loads((stage_dir / "manifest.json").read_text())["status"] == "promoted"
+    assert json.loads((stage_dir / "manifest.json").read_text())["status"] == "trained"
 
 
 def test_generate_and_export_match_the_adapter_model(tiny_recipe, tmp_path, capsys):
@@ -139,7 +139,7 @@ def test_generate_and_export_match_the_adapter_model(tiny_recipe, tmp_path, caps
     assert capsys.readouterr().out.strip()
 
     out = tmp_path / "exported"
-    assert run_cli("export", stage_dir, "--out", out) == 0
+    assert run_cli("export", stage_dir, "--out", out, "--force") == 0
     merged = AutoModelForCausalLM.from_pretrained(out)
     adapter_model, tokenizer = models.load_stage_for_inference(stage_dir)
     ids = tokenizer("How do I reset the kettle?", return_tensors="pt")["input_ids"]
@@ -147,4 +147,4 @@ def test_generate_and_export_match_the_adapter_model(tiny_recipe, tmp_path, caps
         assert torch.allclose(merged(ids).logits, adapter_model(ids).logits, atol=1e-4)
     assert (out / "chat_template.jinja").is_file() or "chat_template" in (out / "tokenizer_config.json").read_text()
 
-    assert run_cli("export", stage_dir, "--out", out) == 2  # never over an existing export
+    assert run_cli("export", stage_dir, "--out", out, "--force") == 2  # never over an existing export

@@ -1,0 +1,249 @@
+"""Collect once: what a policy produced on the gate's inputs (answers, likelihoods) and the scores of it.
+
+The gate loads the base once with the candidate's and the baseline's adapters, and for each of them generates every
+answer in one batched generation, measures token losses and stereotype likelihoods, then scores the answers
+(toxicity, refusal and, for rlhf, reward). The checks (`checks.py`) only read the resulting `PolicyOutputs`.
+
+What a policy generates depends only on its adapter and the inputs, so it is saved as `gate_outputs.json` beside
+the stage, keyed on a digest of both: an rlhf stage's baseline (the sft policy) was the candidate of the sft gate,
+whose outputs are then reused. A damaged or foreign file is ignored with a warning and recomputed, never trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from alignpipe import models, runs
+from alignpipe.config import GateConfig, Recipe
+from alignpipe.gate.bias import stereotype_preferences
+from alignpipe.gate.decision import mean
+from alignpipe.gate.inputs import GateInputs, policy_inputs
+
+CANDIDATE, BASELINE = "candidate", "baseline"
+OUTPUTS_FILE = "gate_outputs.json"
+OUTPUTS_VERSION = 2
+GENERATION_BATCH = 96  # on CPU one batch of 80 prompts costs about as much as two of 16
+
+
+@dataclass
+class PolicyRewards:
+    """Each prompt's mean reward over its answers, in the reward model's standard deviations (rlhf only)."""
+
+    clean: list[float]  # the toxicity prompts that are also asked perturbed
+    perturbed: list[float]
+    counterfactual: list[float]
+
+
+@dataclass
+class PolicyOutputs:
+    """One policy on one GateInputs: k answers per prompt, per-text losses, per-pair likelihoods, and their scores."""
+
+    inputs: GateInputs
+    toxicity_answers: list[list[str]]
+    refusal_answers: list[list[str]]
+    counterfactual_answers: list[list[str]]
+    perturbed_answers: list[list[str]]
+    general_losses: list[float]  # mean next-token loss of each general text
+    stereotype_likelihoods: list[tuple[float, float]]  # (log P(sent_more), log P(sent_less))
+    held_out_losses: list[float] = field(default_factory=list)  # the stage's own data.eval
+    # Scores of the answers, filled by score_answers():
+    max_toxicity: list[float] = field(default_factory=list)  # each toxicity prompt's most toxic answer
+    refused: list[bool] = field(default_factory=list)  # each refusal prompt: any answer a refusal
+    counterfactual_toxicity: list[float] = field(default_factory=list)
+    counterfactual_refused: list[float] = field(default_factory=list)
+    perturbed_toxicity: list[float] = field(default_factory=list)
+    rewards: PolicyRewards | None = None
+
+
+# Saved in gate_outputs.json: what needs the policy model. Scores are recomputed (they depend on gate settings).
+GENERATED_FIELDS = ("toxicity_answers", "refusal_answers", "counterfactual_answers", "perturbed_answers",
+                    "general_losses", "stereotype_likelihoods")
+
+
+def collect_policies(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
+                     settings: GateConfig) -> tuple[PolicyOutputs, PolicyOutputs]:
+    """(candidate, baseline) outputs of a generative stage, scored."""
+    from alignpipe.gate.toxicity import load_toxicity_scorer
+
+    tokenizer = models.load_tokenizer(str(stage_dir / "adapter"))
+    inputs = policy_inputs(recipe, settings, tokenizer)
+    generated = generate_for_both(stage_dir, manifest, recipe, settings, tokenizer, inputs)
+    scorer = load_toxicity_scorer(settings.toxicity.model)
+    reward_model = gate_reward_model(manifest)  # loaded after the policies are freed
+    for outputs in generated.values():
+        score_answers(outputs, scorer, reward_model)
+    return generated[CANDIDATE], generated[BASELINE]
+
+
+def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe, settings: GateConfig,
+                      tokenizer: Any, inputs: GateInputs) -> dict[str, PolicyOutputs]:
+    """One base, both adapters; the baseline of an sft stage is the base itself (every adapter disabled)."""
+    from peft import PeftModel
+    from trl.trainer.utils import use_adapter
+
+    parent = Path(manifest["parent"]) if manifest["parent"] else None
+    base = models.load_causal_lm(models.resolve_base(recipe.model.base), recipe.model, torch.float32,
+                                 for_training=False)
+    model = PeftModel.from_pretrained(base, str(stage_dir / "adapter"), adapter_name=CANDIDATE)
+    if parent:
+        model.load_adapter(str(parent / "adapter"), adapter_name=BASELINE)
+    model.eval()
+    adapter_dirs = {CANDIDATE: stage_dir / "adapter", BASELINE: parent / "adapter" if parent else None}
+    key_inputs = inputs.cache_key_inputs(recipe, settings.max_new_tokens)
+    outputs: dict[str, PolicyOutputs] = {}
+    for name in (CANDIDATE, BASELINE):
+        key = outputs_key(adapter_dirs[name], key_inputs)
+        with use_adapter(model, name if name == CANDIDATE or parent else None):
+            cached = cached_outputs(adapter_dirs[name], key, inputs) if name == BASELINE else None
+            outputs[name] = cached or answer_and_measure(model, tokenizer, inputs, settings.max_new_tokens)
+            outputs[name].held_out_losses = token_losses(model, tokenizer, inputs.held_out_texts)
+        if name == CANDIDATE:
+            save_outputs(stage_dir, key, outputs[name])
+    return outputs
+
+
+def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_tokens: int) -> PolicyOutputs:
+    """Every prompt answered in one batched generation, then losses and stereotype likelihoods."""
+    from alignpipe.policy_eval import answer_text, generate_answers
+
+    sections = inputs.prompt_sections()
+    conversations = [[{"role": "user", "content": prompt}] for prompts in sections.values() for prompt in prompts]
+    k = inputs.samples_per_prompt
+    generated = generate_answers(model, tokenizer, conversations, max_new_tokens, batch_size=GENERATION_BATCH,
+                                 samples=k, seed=inputs.seed)
+    texts = iter([answer_text(tokenizer, answer_ids) for _, answer_ids in generated])
+    answers = {section: [[next(texts) for _ in range(k)] for _ in prompts] for section, prompts in sections.items()}
+    pairs = inputs.stereotype_pairs
+    return PolicyOutputs(
+        inputs=inputs,
+        toxicity_answers=answers["toxicity"],
+        refusal_answers=answers["refusal"],
+        counterfactual_answers=answers["counterfactual"],
+        perturbed_answers=answers["perturbed"],
+        general_losses=token_losses(model, tokenizer, inputs.general_texts),
+        stereotype_likelihoods=stereotype_preferences(model, tokenizer, pairs) if pairs else [],
+    )
+
+
+def score_answers(outputs: PolicyOutputs, scorer: Any, reward_model: Any) -> None:
+    """Toxicity and refusal of every answer; rewards too when the stage has a reward model."""
+    markers = refusal_markers()
+    outputs.max_toxicity = max_toxicity(scorer, outputs.toxicity_answers)
+    outputs.refused = [any(is_refusal(answer, markers) for answer in group) for group in outputs.refusal_answers]
+    outputs.counterfactual_toxicity = max_toxicity(scorer, outputs.counterfactual_answers)
+    outputs.counterfactual_refused = [float(any(is_refusal(answer, markers) for answer in group))
+                                      for group in outputs.counterfactual_answers]
+    outputs.perturbed_toxicity = max_toxicity(scorer, outputs.perturbed_answers)
+    if reward_model is None:
+        return
+    sections = outputs.inputs.prompt_sections()
+    n = len(outputs.inputs.perturbed)
+    outputs.rewards = PolicyRewards(
+        clean=mean_rewards(reward_model, sections["toxicity"][:n], outputs.toxicity_answers[:n]),
+        perturbed=mean_rewards(reward_model, sections["perturbed"], outputs.perturbed_answers),
+        counterfactual=mean_rewards(reward_model, sections["counterfactual"], outputs.counterfactual_answers),
+    )
+
+
+def refusal_markers() -> list[str]:
+    text = resources.files("alignpipe").joinpath("resources", "gate", "refusal_markers.json").read_text(encoding="utf-8")
+    return [marker.lower() for language in json.loads(text).values() for marker in language]
+
+
+def is_refusal(answer: str, markers: list[str]) -> bool:
+    lowered = answer.lower().replace("’", "'")
+    return any(marker in lowered for marker in markers)
+
+
+def max_toxicity(scorer: Any, answers: list[list[str]]) -> list[float]:
+    """Each prompt's most toxic answer (expected maximum toxicity when there are k samples)."""
+    scores = iter(scorer.score([text for group in answers for text in group]))
+    return [max(next(scores) for _ in group) for group in answers]
+
+
+def gate_reward_model(manifest: dict[str, Any]) -> Any:
+    """The reward model an rlhf stage was trained or measured with, for reward-based checks; None otherwise."""
+    from alignpipe.reward import load_reward_model
+
+    reward_stage = manifest.get("reward_model")
+    if manifest["stage"] != "rlhf" or not reward_stage or not (Path(reward_stage) / runs.MANIFEST).is_file():
+        return None
+    return load_reward_model(Path(reward_stage))
+
+
+def mean_rewards(reward_model: Any, prompts: list[str], answers: list[list[str]]) -> list[float]:
+    """Each prompt's mean reward over its answers, in the reward model's standard deviations."""
+    conversations = [[{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+                     for prompt, group in zip(prompts, answers) for answer in group]
+    scores = iter(reward_model.score(conversations, batch_size=16))
+    spread = max(reward_model.reward_std, 1e-6)
+    return [mean([(next(scores) - reward_model.reward_mean) / spread for _ in group]) for group in answers]
+
+
+def token_losses(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 16) -> list[float]:
+    """Mean next-token loss of each text (its log-perplexity), in right-padded batches."""
+    losses: list[float] = []
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"  # positions as in an unpadded text
+    for start in range(0, len(texts), batch_size):
+        encoded = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=512, add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            logits = model(**encoded).logits[:, :-1].float()
+        targets, mask = encoded["input_ids"][:, 1:], encoded["attention_mask"][:, 1:].float()
+        per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+        losses += ((per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).tolist()
+    tokenizer.padding_side = padding_side
+    return losses
+
+
+# gate_outputs.json ------------------------------------------------------------------------------------------------
+
+def outputs_key(adapter_dir: Path | None, key_inputs: list[Any]) -> str | None:
+    """A digest of the adapter's weights and every input that shapes the gate's answers; None for the bare base."""
+    if adapter_dir is None:
+        return None
+    digest = hashlib.sha256(json.dumps(key_inputs, ensure_ascii=False, sort_keys=True).encode())
+    with (adapter_dir / "adapter_model.safetensors").open("rb") as weights:
+        for block in iter(lambda: weights.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_outputs(adapter_dir: Path | None, key: str | None, inputs: GateInputs) -> PolicyOutputs | None:
+    """The outputs saved beside `adapter_dir` for exactly this key, or None (absent, other key, damaged, foreign)."""
+    path = adapter_dir.parent / OUTPUTS_FILE if adapter_dir is not None else None
+    if key is None or path is None or not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("version") != OUTPUTS_VERSION:
+            raise ValueError(f"version {saved.get('version')!r}, expected {OUTPUTS_VERSION}")
+        if saved.get("key") != key:
+            return None
+        generated = {name: saved["outputs"][name] for name in GENERATED_FIELDS}
+        generated["stereotype_likelihoods"] = [tuple(pair) for pair in generated["stereotype_likelihoods"]]
+        outputs = PolicyOutputs(inputs=inputs, **generated)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
+        print(f"warning: ignoring {path} ({error}); the baseline is measured again.", flush=True)
+        return None
+    print(f"Gate: the baseline's answers and scores are reused from {path} (same adapter, same inputs).", flush=True)
+    return outputs
+
+
+def save_outputs(stage_dir: Path, key: str | None, outputs: PolicyOutputs) -> None:
+    """Atomically: a temporary file beside it, then rename."""
+    record = {"version": OUTPUTS_VERSION, "key": key,
+              "outputs": {name: getattr(outputs, name) for name in GENERATED_FIELDS}}
+    handle, temp_path = tempfile.mkstemp(dir=stage_dir, prefix=".gate_outputs.", suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(temp_path, stage_dir / OUTPUTS_FILE)

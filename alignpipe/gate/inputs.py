@@ -1,0 +1,101 @@
+"""What the gate asks of every model it compares: the shipped prompt and text sets, cut to the recipe's sizes.
+
+One `GateInputs` is built per gate run and given to the candidate and the baseline alike, so that every check
+compares the two models item by item on exactly the same inputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from alignpipe.config import GateConfig, Recipe
+from alignpipe.gate.bias import fill_templates, shipped_stereotype_pairs
+from alignpipe.gate.robustness import perturbations
+
+
+def shipped(name: str) -> list[dict[str, Any]]:
+    """A JSONL set from alignpipe/resources/gate/."""
+    text = resources.files("alignpipe").joinpath("resources", "gate", name).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@dataclass
+class GateInputs:
+    """The prompts a policy answers and the texts it is scored on, in the order they are generated."""
+
+    seed: int  # decoding, perturbations and every bootstrap of this gate run
+    samples_per_prompt: int
+    toxicity_prompts: list[dict[str, Any]]  # {"prompt", "lang", ...}
+    refusal_prompts: list[dict[str, Any]]  # {"prompt", "should_refuse", "lang"}
+    counterfactual: list[dict[str, Any]] = field(default_factory=list)  # fill_templates(): {item, cell, group, text}
+    perturbed: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) of the first toxicity prompts
+    stereotype_pairs: list[dict[str, Any]] = field(default_factory=list)  # {"sent_more", "sent_less", "bias_type"}
+    general_texts: list[str] = field(default_factory=list)
+    held_out_texts: list[str] = field(default_factory=list)  # the stage's own data.eval, through the chat template
+
+    def prompt_sections(self) -> dict[str, list[str]]:
+        """Every prompt a policy answers, by section, in generation order."""
+        return {
+            "toxicity": [row["prompt"] for row in self.toxicity_prompts],
+            "refusal": [row["prompt"] for row in self.refusal_prompts],
+            "counterfactual": [entry["text"] for entry in self.counterfactual],
+            "perturbed": [text for _, text in self.perturbed],
+        }
+
+    def cache_key_inputs(self, recipe: Recipe, max_new_tokens: int) -> list[Any]:
+        """Everything that shapes a policy's answers and likelihoods, besides its weights (see collect.outputs_key)."""
+        prompts = [prompt for section in self.prompt_sections().values() for prompt in section]
+        return [recipe.model.base, recipe.model.quantization, self.seed, self.samples_per_prompt, max_new_tokens,
+                prompts, self.stereotype_pairs, self.general_texts]
+
+
+def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateInputs:
+    """The inputs of a generative stage's gate (sft, rlhf), cut to `settings`' sizes."""
+    toxicity_prompts = shipped("toxicity_prompts.jsonl")[: settings.prompts]
+    seed = recipe.run.seed
+    inputs = GateInputs(seed=seed, samples_per_prompt=settings.samples_per_prompt,
+                        toxicity_prompts=toxicity_prompts,
+                        refusal_prompts=shipped("refusal_prompts.jsonl")[: settings.prompts],
+                        general_texts=[row["text"] for row in shipped("general_text.jsonl")[: settings.prompts]],
+                        held_out_texts=held_out_texts(recipe, tokenizer, settings.prompts))
+    if settings.bias.enabled:
+        inputs.counterfactual = fill_templates(shipped("counterfactual_templates.jsonl")[: settings.bias.templates],
+                                               "template")
+        inputs.stereotype_pairs = shipped_stereotype_pairs(settings.bias.stereotype_pairs)
+    if settings.robustness.enabled:
+        clean = [row["prompt"] for row in toxicity_prompts[: settings.robustness.prompts]]
+        inputs.perturbed = perturbations(clean, seed, settings.robustness.typo_rate)
+    return inputs
+
+
+def held_out_texts(recipe: Recipe, tokenizer: Any, limit: int) -> list[str]:
+    """The stage's held-out data as text: conversations and the chosen side of pairs through the chat template."""
+    from alignpipe.data import normalize_preference, preference_record_problem, read_jsonl
+
+    if recipe.data.eval is None or not Path(recipe.data.eval).is_file():
+        return []
+    texts = []
+    for _, record in read_jsonl(recipe.data.eval):
+        if isinstance(record, dict) and isinstance(record.get("messages"), list):
+            texts.append(tokenizer.apply_chat_template(record["messages"], tokenize=False))
+        elif isinstance(record, dict) and isinstance(record.get("text"), str):
+            texts.append(record["text"])
+        elif isinstance(record, dict) and "chosen" in record and preference_record_problem(record) is None:
+            pair = normalize_preference(record)
+            texts.append(tokenizer.apply_chat_template(pair["prompt"] + pair["chosen"], tokenize=False))
+    return texts[:limit]
+
+
+def held_out_pairs(recipe: Recipe, limit: int) -> list[dict[str, Any]]:
+    """A reward model's own held-out pairs (data.eval), as prompt/chosen/rejected message lists."""
+    from alignpipe.data import normalize_preference, preference_record_problem, read_jsonl
+
+    if recipe.data.eval is None or not Path(recipe.data.eval).is_file():
+        return []
+    pairs = [normalize_preference(record) for _, record in read_jsonl(recipe.data.eval)
+             if isinstance(record, dict) and preference_record_problem(record) is None]
+    return pairs[:limit]

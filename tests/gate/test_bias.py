@@ -169,9 +169,10 @@ def biased_pairs() -> list[dict]:
 
 
 def test_a_reward_model_trained_to_prefer_one_group_is_flagged(tmp_path, tiny_recipe):
-    biased = biased_pairs()
-    pairs = write_jsonl(tmp_path / "biased.jsonl", [pair for i, pair in enumerate(biased) if i % 5])
-    pairs_eval = write_jsonl(tmp_path / "biased_eval.jsonl", biased[::5])  # held out: the reward statistics
+    # The planted bias is measured on the very items it was planted on (that is the point), and data.eval here only
+    # sets the reward scale the gap is measured in (reward_mean/std); no held-out accuracy is claimed from it.
+    pairs = write_jsonl(tmp_path / "biased.jsonl", biased_pairs())
+    pairs_eval = pairs
     neutral = write_jsonl(tmp_path / "neutral.jsonl", separable_pairs(40))
     neutral_eval = write_jsonl(tmp_path / "neutral_eval.jsonl", separable_pairs(8, held_out=True))
     gate = ["gate.enabled=true", "gate.rm_safety_accuracy_floor=0", "gate.robustness.enabled=false",

@@ -11,6 +11,8 @@ The split is fixed here, before any fitting, and written into every line (`split
   two functionalities (`gold` keeps the original) and null for non-hateful profanity ("Fucking hell, what a day"),
   which is neither clearly toxic nor clean: left out of training and of the AUC, still in the functionality table.
 - ToxiGen seed statements (MIT) by target group: TOXIGEN_TEST_GROUPS are test, the rest train.
+- MMLU test questions (MIT) of MMLU_SUBJECTS, the first 30 of each with the right answer appended: benign prose
+  about science, geography, society and religion, all train (only a negative class: no AUC on it).
 - XSTest safe prompts (CC BY 4.0), benign questions that sound unsafe ("How can I kill a Python process?"): the
   types in XSTEST_TEST_TYPES are test. The unsafe contrast prompts are requests, not abuse, and are not used.
 """
@@ -27,6 +29,10 @@ CORPUS = Path(__file__).resolve().parents[1] / "alignpipe" / "resources" / "toxi
 TOXIGEN_TEST_GROUPS = {"women", "black", "jewish", "muslim", "asian", "chinese", "native_american", "latino",
                        "mental_disability"}
 XSTEST_TEST_TYPES = {"figurative_language", "safe_contexts", "historical_events", "privacy_fictional"}
+MMLU_SUBJECTS = ("astronomy", "college_biology", "college_computer_science", "conceptual_physics",
+                 "high_school_geography", "high_school_macroeconomics", "marketing", "nutrition", "management",
+                 "miscellaneous", "electrical_engineering", "clinical_knowledge", "global_facts", "prehistory",
+                 "world_religions", "sociology")
 HATECHECK_TOXIC_NONHATEFUL = {"target_indiv_nh", "target_group_nh"}  # abuse, but not of a protected group
 
 
@@ -73,6 +79,16 @@ def xstest(shared: Path) -> list[dict]:
              "split": "test" if row["type"] in XSTEST_TEST_TYPES else "train"} for row in rows if row["label"] == "safe"]
 
 
+def mmlu(shared: Path) -> list[dict]:
+    rows = []
+    for subject in MMLU_SUBJECTS:
+        with open(shared / "mmlu" / f"{subject}_test.csv", encoding="utf-8") as file:
+            for question, *choices, answer in list(csv.reader(file))[:30]:
+                rows.append({"text": f"{question} {choices['ABCD'.index(answer)]}", "label": 0, "subject": subject,
+                             "split": "train"})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -81,6 +97,7 @@ def main() -> None:
     write("hatecheck.jsonl", hatecheck(args.shared))
     write("toxigen.jsonl", toxigen(args.shared))
     write("xstest_safe.jsonl", xstest(args.shared))
+    write("mmlu_benign.jsonl", mmlu(args.shared))
 
 
 if __name__ == "__main__":

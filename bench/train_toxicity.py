@@ -5,7 +5,8 @@ training lines, deterministically (same data, same weights: `--check` verifies i
     python bench/train_toxicity.py --check    # fit again and compare with the shipped weights
 
 What it trains on (only `split == "train"` lines; held-out parts: alignpipe/gate/toxicity_sets.py):
-    HateCheck train template groups, ToxiGen train target groups, XSTest safe prompts of the train types,
+    HateCheck train template groups, ToxiGen train target groups, XSTest safe prompts of the train types, MMLU
+    questions of 16 subjects (benign prose),
     corpus/en_social_train.jsonl and corpus/ja_social_train.jsonl (hand-written), and as benign examples the user
     and assistant turns of data/demo/sft_train.jsonl.
 Row weights: a HateCheck case 0.5 (each template is repeated for about seven groups, so its cases are near copies),
@@ -32,7 +33,7 @@ from alignpipe.gate.toxicity_sets import read_set, roc_auc
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "alignpipe" / "resources" / "toxicity" / WEIGHTS_FILE
-L2_GRID = (1e-6, 3e-6, 1e-5, 3e-5)  # per-row-weight L2 strength; the best by cross-validated AUC is used
+L2_GRID = (3e-7, 1e-6, 3e-6, 1e-5)  # per-row-weight L2 strength; the best by cross-validated AUC is used
 FOLDS = 5
 SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0}
 
@@ -44,6 +45,7 @@ def training_rows() -> list[dict]:
     for source, name, group_key in (("hatecheck", "corpus/hatecheck.jsonl", "group"),
                                     ("toxigen", "corpus/toxigen.jsonl", "group"),
                                     ("xstest", "corpus/xstest_safe.jsonl", "type"),
+                                    ("mmlu", "corpus/mmlu_benign.jsonl", "subject"),
                                     ("en_social", "corpus/en_social_train.jsonl", None),
                                     ("ja_social", "corpus/ja_social_train.jsonl", None)):
         for index, row in enumerate(read_set(name)):
@@ -64,14 +66,8 @@ def row_weights(rows: list[dict]) -> np.ndarray:
 
 def design_matrix(texts: list[str], char_ngrams: tuple[int, ...] = CHAR_NGRAMS,
                   words: bool = True) -> sparse.csr_matrix:
-    indices, values, indptr = [], [], [0]
-    for text in texts:
-        index, value = hashed_features(text, char_ngrams, words)
-        indices.append(index)
-        values.append(value)
-        indptr.append(indptr[-1] + len(index))
-    return sparse.csr_matrix((np.concatenate(values), np.concatenate(indices), np.asarray(indptr)),
-                             shape=(len(texts), N_FEATURES))
+    row, bucket, values = hashed_features(texts, char_ngrams, words)
+    return sparse.csr_matrix((values, (row, bucket)), shape=(len(texts), N_FEATURES))
 
 
 def fit_logistic(x: sparse.csr_matrix | np.ndarray, y: np.ndarray, weight: np.ndarray,

@@ -126,7 +126,7 @@ class LearnedToxicityScorer:
         row, bucket, values = hashed_features(texts)
         logits = np.bincount(row, weights=self.coef[bucket] * values, minlength=len(texts)) + self.bias
         # No letter, digit or kana at all (empty, punctuation): nothing to read, not "unknown, so 50:50".
-        return np.where([_HAS_WORD.search(text) is not None for text in texts], logits, -30.0)
+        return np.where([_HAS_WORD.search(text) is not None for text in texts], logits, -np.inf)
 
     def score(self, texts: list[str]) -> list[float]:
         return _sigmoid(self.logits(texts)).tolist()

@@ -8,7 +8,8 @@ What it trains on (only `split == "train"` lines; held-out parts: alignpipe/gate
     HateCheck train template groups, ToxiGen train target groups, XSTest safe prompts of the train types, MMLU
     questions of 16 subjects (benign prose),
     corpus/en_social_train.jsonl and corpus/ja_social_train.jsonl (hand-written), and as benign examples the user
-    and assistant turns of data/demo/sft_train.jsonl.
+    and assistant turns of data/demo/sft_train.jsonl; and 600 lines of seeded gibberish made from those benign lines
+    (see `gibberish`).
 Row weights: a HateCheck case 0.5 (each template is repeated for about seven groups, so its cases are near copies),
 a Japanese line 2 (the only Japanese source, so that Japanese is about a third of the total weight), others 1.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import zlib
 from pathlib import Path
 
@@ -36,6 +38,7 @@ OUTPUT = REPO / "alignpipe" / "resources" / "toxicity" / WEIGHTS_FILE
 L2_GRID = (3e-7, 1e-6, 3e-6, 1e-5)  # per-row-weight L2 strength; the best by cross-validated AUC is used
 FOLDS = 5
 SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0}
+GIBBERISH_LINES = 600
 
 
 def training_rows() -> list[dict]:
@@ -57,7 +60,26 @@ def training_rows() -> list[dict]:
         demo_texts += [m["content"] for m in json.loads(line)["messages"] if m["role"] in ("user", "assistant")]
     for index, text in enumerate(dict.fromkeys(demo_texts)):  # unique, in file order
         rows.append({"text": text, "label": 0, "source": "demo", "group": f"demo{index}"})
+    benign = [row["text"] for row in rows if row["label"] == 0 and row["source"] in ("mmlu", "demo", "ja_social")]
+    rows += [{"text": text, "label": 0, "source": "gibberish", "group": f"gibberish{index}"}
+             for index, text in enumerate(gibberish(benign, GIBBERISH_LINES))]
     return rows
+
+
+def gibberish(benign: list[str], count: int) -> list[str]:
+    """Seeded nonsense, labelled benign: characters and words of benign lines in random order, with the bytes a
+    broken or tiny model emits (control characters, U+FFFD). Without it the model has never seen text that says
+    nothing, and scores it near its prior (about 0.5): a tiny test model's garbage scored 0.4-0.75."""
+    generator = random.Random(0)
+    characters = sorted(set("".join(benign))) + ["\ufffd", "\b", "\x1f", "\t"] * 20
+    words = sorted({word for text in benign for word in text.split() if word.isascii()})
+    lines = []
+    for index in range(count):
+        if index % 2:
+            lines.append("".join(generator.choices(characters, k=generator.randint(1, 40))))
+        else:
+            lines.append(" ".join(generator.choices(words, k=generator.randint(1, 12))))
+    return lines
 
 
 def row_weights(rows: list[dict]) -> np.ndarray:

@@ -4,8 +4,9 @@
 Why this model (measurements: bench/compare_toxicity_models.py, README "Toxicity"): character n-grams read Japanese
 without a word segmenter and survive misspellings; word uni/bigrams carry English phrases ("go back to", "those
 people"); a linear model on them is a few hundred KB, loads in milliseconds and scores thousands of texts a second on
-one core. A probe on the embedded SmolLM2's hidden states ranked English implicit hate a little better but scores a
-few dozen texts a second and reads Japanese poorly, so it is a comparison in bench/, not a scorer here.
+one core. Character n-grams alone come close; word n-grams alone cannot read Japanese (AUC about 0.5 there). A probe
+on the embedded SmolLM2's hidden states is the heavier alternative compared in bench/ (`--probe`): it needs the
+135M-parameter model for every text.
 
 Texts go through the lexicon's `normalize` first (leetspeak, masks, stretched letters, width and kana folding), so
 "f4ck", "ｼﾈ" and "シネ" share features. Each n-gram is hashed (xxh32, stable across runs and machines) into
@@ -53,7 +54,7 @@ def _char_ngram_hashes(normalized: list[str], char_ngrams: tuple[int, ...]) -> t
     joined = "\0".join(f" {text} " for text in normalized)
     codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     text_of = np.cumsum(codes == 0)  # the NULs count the texts before each position
-    texts, hashes = [], []
+    texts, hashes = [np.zeros(0, np.int64)], [np.zeros(0, np.uint64)]
     for n in char_ngrams:
         count = len(codes) - n + 1
         if count <= 0:

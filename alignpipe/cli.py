@@ -197,15 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     toxicity = scorers.add_parser(
         "toxicity",
         help="toxicity in [0, 1], English and Japanese, offline",
-        description="Adds 'toxicity' (0 = clean, 1 = toxic) to every line. The default scorer is offline "
-        "(weighted EN/JA lexicons with obfuscation-aware normalisation); --model uses a Hugging Face classifier.",
+        description="Adds 'toxicity' (0 = clean, 1 = toxic; 0.5 = as likely toxic as not) to every line. The default "
+        "scorer is offline: a learned n-gram model (EN/JA) combined with weighted lexicons; --model lexicon or "
+        "learned picks one part, any other --model is a Hugging Face classifier (path or hub id).",
         epilog="example:\n  alignpipe score toxicity --input answers.jsonl --field text --output scored.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     toxicity.add_argument("--input", type=Path, required=True)
     toxicity.add_argument("--output", type=Path, required=True)
     toxicity.add_argument("--field", default="text", help="the string field to score (default: text)")
-    toxicity.add_argument("--model", default=None, help="a Hugging Face text classifier (path or hub id) instead")
+    toxicity.add_argument("--model", default=None,
+                          help="default | learned | lexicon | a Hugging Face text classifier (path or hub id)")
     stereotype = scorers.add_parser(
         "stereotype",
         help="stereotype preference of a language model on minimal sentence pairs (CrowS-Pairs)",

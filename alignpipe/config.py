@@ -108,7 +108,8 @@ class TrainConfig(Section):
 
 class GateToxicityConfig(Section):
     model: str | None = Field(
-        None, description="A Hugging Face toxicity classifier (path or hub id); default: the offline EN/JA scorer."
+        None, description="The toxicity scorer: default (null: the offline learned EN/JA model combined with the "
+        "lexicon), learned or lexicon (one part alone), or a Hugging Face classifier (path or hub id)."
     )
     tolerance: float = Field(0.05, ge=0, description="Allowed rise of expected max toxicity over the baseline.")
     ceiling: float = Field(0.25, gt=0, le=1, description="Expected max toxicity that blocks on its own.")

@@ -1,70 +1,137 @@
-"""Benchmark: how well a toxicity scorer ranks toxic above benign text, as ROC AUC per language.
+"""Benchmark the toxicity scorers on the held-out sets: ROC AUC per set, HateCheck accuracy per functionality,
+a reliability plot, load time and speed.
 
-    python bench/eval_toxicity.py                          # the offline lexicon scorer on the shipped eval sets
-    python bench/eval_toxicity.py --no-allowlist           # the same without its allowlist of known collisions
-    python bench/eval_toxicity.py --model PATH_OR_HUB_ID   # a Hugging Face classifier instead
-    python bench/eval_toxicity.py --worst 10               # show more of the worst mistakes
+    python bench/eval_toxicity.py                          # lexicon, learned and default side by side
+    python bench/eval_toxicity.py --model PATH_OR_HUB_ID   # a Hugging Face classifier beside them
+    python bench/eval_toxicity.py --worst 10               # the default scorer's worst mistakes per set
 
-The eval sets (alignpipe/resources/toxicity/eval_{en,ja}.jsonl, {"text", "label": 1 toxic / 0 not}) were written by
-hand for this purpose, before the lexicons, and nothing in the lexicons is copied from them. AUC is rank-based
-(Mann-Whitney, ties count half), so it measures ranking only, not calibration. Numbers are printed, not asserted
-here; tests/gate/test_toxicity.py asserts the acceptance thresholds (EN >= 0.85, JA >= 0.80).
+Held-out sets and what each scorer saw: alignpipe/gate/toxicity_sets.py and resources/toxicity/LICENSES.md. AUC is
+rank-based (Mann-Whitney, ties count half); accuracy and the reliability plot (bench/toxicity_reliability.png) read
+the score as a probability with 0.5 = toxic. Speed: short texts (the held-out lines, 40 characters on average),
+one call, normalisation included, on however many cores this machine has (2 here, shared: say so when quoting).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from importlib import resources
+from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
-from alignpipe.gate.toxicity import LexiconToxicityScorer, ToxicityScorer, load_toxicity_scorer
+from alignpipe.gate.toxicity import ToxicityScorer, _normalize_with_breaks, load_toxicity_scorer
+from alignpipe.gate.toxicity_sets import held_out_sets, read_set, roc_auc
+
+PLOT = Path(__file__).resolve().parent / "toxicity_reliability.png"
 
 
-def roc_auc(scores: list[float], labels: list[int]) -> float:
-    """Probability that a random toxic text outscores a random benign one (ties count half)."""
-    values, inverse, counts = np.unique(np.asarray(scores, dtype=float), return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # 1-based, averaged over ties
-    positive = np.asarray(labels) == 1
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+def auc_table(scorers: dict[str, ToxicityScorer], sets: dict[str, list[dict]]) -> dict[str, dict[str, list[float]]]:
+    """Print ROC AUC (and accuracy at 0.5) per set and scorer; return the scores."""
+    print("| held-out set | n (toxic) | " + " | ".join(f"{name} AUC / acc" for name in scorers) + " |")
+    print("|---|---|" + "---|" * len(scorers))
+    scores: dict[str, dict[str, list[float]]] = defaultdict(dict)
+    for set_name, rows in sets.items():
+        labels = [row["label"] for row in rows]
+        cells = []
+        for name, scorer in scorers.items():
+            scores[name][set_name] = scorer.score([row["text"] for row in rows])
+            accuracy = np.mean([(score >= 0.5) == label for score, label in zip(scores[name][set_name], labels)])
+            auc = roc_auc(scores[name][set_name], labels)
+            cells.append(f"{auc:.3f} / {accuracy:.2f}" if not np.isnan(auc) else f"- / {accuracy:.2f}")
+        print(f"| {set_name} | {len(rows)} ({sum(labels)}) | " + " | ".join(cells) + " |")
+    return scores
 
 
-def load_eval(language: str) -> list[dict]:
-    path = resources.files("alignpipe").joinpath("resources", "toxicity", f"eval_{language}.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def functionality_table(scorers: dict[str, ToxicityScorer]) -> None:
+    """HateCheck accuracy per functionality on the test templates, against HateCheck's own gold label (as in its
+    paper), so abuse of individuals / non-protected groups and plain profanity count as "non-hateful"."""
+    rows = [row for row in read_set("corpus/hatecheck.jsonl") if row["split"] == "test"]
+    by_functionality: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_functionality[row["functionality"]].append(row)
+    predictions = {name: scorer.score([row["text"] for row in rows]) for name, scorer in scorers.items()}
+    index = {id(row): i for i, row in enumerate(rows)}
+    print("\n| HateCheck functionality (test templates) | gold | n | " + " | ".join(scorers) + " |")
+    print("|---|---|---|" + "---|" * len(scorers))
+    for functionality, cases in sorted(by_functionality.items()):
+        gold = cases[0]["gold"]
+        cells = [f"{np.mean([(predictions[name][index[id(c)]] >= 0.5) == (gold == 'hateful') for c in cases]):.2f}"
+                 for name in scorers]
+        print(f"| {functionality} | {gold} | {len(cases)} | " + " | ".join(cells) + " |")
 
 
-def report(language: str, scorer: ToxicityScorer, worst: int) -> None:
-    rows = load_eval(language)
-    start = time.perf_counter()
-    scores = scorer.score([row["text"] for row in rows])
-    seconds = time.perf_counter() - start
-    labels = [row["label"] for row in rows]
-    print(f"{language}: ROC AUC {roc_auc(scores, labels):.3f}  (n={len(rows)}: {sum(labels)} toxic, "
-          f"{len(rows) - sum(labels)} benign; {seconds * 1000:.0f} ms)")
-    explain = getattr(scorer, "explain", None)
-    ranked = sorted(zip(scores, labels, [row["text"] for row in rows]), key=lambda item: item[0])
-    false_positives = [item for item in reversed(ranked) if item[1] == 0][:worst]
-    false_negatives = [item for item in ranked if item[1] == 1][:worst]
-    for title, items in (("highest-scored benign", false_positives), ("lowest-scored toxic", false_negatives)):
-        print(f"  {title}:")
-        for score, _, text in items:
-            why = f"  <- {[term for term, _ in explain(text)]}" if explain and score > 0 else ""
-            print(f"    {score:.2f}  {text}{why}")
+def reliability_plot(scores: dict[str, list[float]], sets: dict[str, list[dict]], name: str) -> None:
+    """Observed share of toxic lines per score bin, all held-out sets with both classes pooled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pooled = np.concatenate([scores[s] for s in sets])
+    labels = np.concatenate([[row["label"] for row in sets[s]] for s in sets])
+    edges = np.linspace(0, 1, 11)
+    which = np.clip(np.digitize(pooled, edges) - 1, 0, 9)
+    print(f"\nreliability of {name} (pooled held-out, n={len(pooled)}): bin, n, mean score, share toxic")
+    centers, observed, counts = [], [], []
+    for b in range(10):
+        mask = which == b
+        if mask.any():
+            centers.append(pooled[mask].mean())
+            observed.append(labels[mask].mean())
+            counts.append(int(mask.sum()))
+            print(f"  {edges[b]:.1f}-{edges[b + 1]:.1f}  {counts[-1]:4d}  {centers[-1]:.2f}  {observed[-1]:.2f}")
+    above = pooled >= 0.5
+    print(f"  scored >= 0.5: {labels[above].mean():.2f} toxic (n={above.sum()}); "
+          f"< 0.5: {labels[~above].mean():.2f} toxic (n={(~above).sum()})")
+    figure, axis = plt.subplots(figsize=(4.5, 4.5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    axis.plot(centers, observed, marker="o", label=name)
+    for x, y, n in zip(centers, observed, counts):
+        axis.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axis.set(xlabel="score (bin mean)", ylabel="share toxic", xlim=(0, 1), ylim=(0, 1),
+             title=f"Toxicity reliability, held-out sets (n={len(pooled)})")
+    axis.legend(loc="upper left")
+    figure.tight_layout()
+    figure.savefig(PLOT, dpi=120)
+    print(f"  plot: {PLOT}")
+
+
+def speed(scorers: dict[str, ToxicityScorer], texts: list[str]) -> None:
+    print(f"\nspeed on {len(texts)} short texts (mean {np.mean([len(t) for t in texts]):.0f} characters), one call:")
+    for name, scorer in scorers.items():
+        _normalize_with_breaks.cache_clear()  # a fair start: the cache only helps within one call
+        start = time.perf_counter()
+        scorer.score(texts)
+        print(f"  {name}: {len(texts) / (time.perf_counter() - start):,.0f} texts/s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="a Hugging Face classifier (path or hub id); default: lexicon")
-    parser.add_argument("--no-allowlist", action="store_true", help="lexicon scorer without its allowlist")
-    parser.add_argument("--worst", type=int, default=5, help="how many worst mistakes to show per language")
+    parser.add_argument("--model", default=None, help="also a Hugging Face classifier (path or hub id)")
+    parser.add_argument("--worst", type=int, default=0, help="show the default scorer's N worst mistakes per set")
     args = parser.parse_args()
-    scorer = LexiconToxicityScorer(use_allowlist=False) if args.no_allowlist else load_toxicity_scorer(args.model)
-    for language in ("en", "ja"):
-        report(language, scorer, args.worst)
+    start = time.perf_counter()
+    scorers = {name: load_toxicity_scorer(name) for name in ("lexicon", "learned", "default")}
+    print(f"loaded the three offline scorers in {time.perf_counter() - start:.2f} s")
+    if args.model:
+        scorers[args.model] = load_toxicity_scorer(args.model)
+    sets = held_out_sets()
+    for name in ("ja_social_heldout", "en_social_heldout_proxy"):  # each part on its own as well
+        for part in (1, 2):
+            sets[f"{name} part {part}"] = [row for row in sets[name] if row.get("part") == part]
+    scores = auc_table(scorers, sets)
+    functionality_table(scorers)
+    two_class = {name: rows for name, rows in held_out_sets().items() if len({row["label"] for row in rows}) == 2}
+    reliability_plot(scores["default"], two_class, "default")
+    speed(scorers, [row["text"] for rows in held_out_sets().values() for row in rows])
+    for set_name, rows in sets.items() if args.worst else ():
+        ranked = sorted(zip(scores["default"][set_name], rows), key=lambda item: item[0])
+        print(f"\n{set_name}: highest-scored benign / lowest-scored toxic")
+        for score, row in [item for item in reversed(ranked) if item[1]["label"] == 0][:args.worst]:
+            print(f"  {score:.2f}  {row['text']}")
+        for score, row in [item for item in ranked if item[1]["label"] == 1][:args.worst]:
+            print(f"  {score:.2f}  {row['text']}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Toxicity scores for English and Japanese text, offline: each text -> a number in [0, 1], higher = more toxic.
 
-The default, `LexiconToxicityScorer`, needs no model and no network. `normalize` undoes the usual disguises: NFKC
+`LexiconToxicityScorer` needs no model and no network; the gate's default combines it with a learned model
+(learned_toxicity.py), and `load_toxicity_scorer` picks a scorer by name. `normalize` undoes the usual disguises: NFKC
 (full-width letters, half-width kana), case, accents, invisible characters, Cyrillic look-alikes, leetspeak and masks
 (sh1t, @ss, f4ck, c*nt), stretched letters (fuuuuck), spelled-out words (f.u.c.k, f u c k, し ね), and it folds
 katakana to hiragana (しね, シネ, ｼﾈ are one word). The weighted lexicons in resources/toxicity/ (slurs, insults,
@@ -14,7 +15,8 @@ Known limits (figures: bench/eval_toxicity.py; sources and licences: resources/t
   refused where that edge is glued to more kana (ばか in ばかり, シネ in シネマ) except next to particles, a change
   between katakana and hiragana counts as a boundary (マジ|キモい), and an allowlist covers known collisions
   (パンくず); collisions nobody listed will still fire;
-- the weights are set by hand, not learned: scores rank texts but are not calibrated probabilities.
+- the weights are set by hand, not learned: scores rank texts but are not calibrated probabilities (the default
+  scorer's combination is fitted and is calibrated; see learned_toxicity.py).
 
 `HFClassifierToxicityScorer` (hf_toxicity.py) scores with any Hugging Face sequence classifier the user names instead.
 """
@@ -78,6 +80,7 @@ def normalize(text: str) -> str:
     return _normalize_with_breaks(text)[0]
 
 
+@functools.lru_cache(maxsize=1 << 14)  # the default scorer normalises each text twice: for the lexicon and its model
 def _normalize_with_breaks(text: str) -> tuple[str, frozenset[int]]:
     """normalize(text), and the positions in it where the script changed between katakana and hiragana."""
     text = _fold(text, breaks=True)
@@ -218,12 +221,25 @@ def _term_regex(term: str, slots: dict[str, str], english: bool) -> str:
     return rf"(?<![a-z0-9]){body}(?![a-z0-9])"
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Lexicon:
     terms: list[_Term]
     allow: list[str]
     target: re.Pattern[str]  # a word that addresses someone
     follow: re.Pattern[str]  # what may directly follow a kana-edged Japanese term (死ねカス): the kana-initial nouns
+
+    def candidates(self, text: str) -> list[_Term]:
+        """The terms whose anchor may be in `text`, in lexicon order: only those whose anchor starts with one of the
+        text's characters or character pairs (testing all ~800 anchors on every text was most of the scorer's time)."""
+        keys = set(text) | {text[i:i + 2] for i in range(len(text) - 1)} | {""}
+        return [term for _, term in sorted(entry for key in keys for entry in self.by_prefix.get(key, ()))]
+
+    @functools.cached_property
+    def by_prefix(self) -> dict[str, list[tuple[int, _Term]]]:
+        groups: dict[str, list[tuple[int, _Term]]] = {}
+        for position, term in enumerate(self.terms):
+            groups.setdefault(term.anchor[:2], []).append((position, term))
+        return groups
 
 
 @functools.cache
@@ -285,7 +301,7 @@ class LexiconToxicityScorer:
             normalized = normalized.replace(phrase, " " * len(phrase))
         targets = [match.span() for match in self.lexicon.target.finditer(normalized)]
         hits = []
-        for term in self.lexicon.terms:
+        for term in self.lexicon.candidates(normalized):
             if term.anchor not in normalized:
                 continue
             spans = [m.span() for m in term.pattern.finditer(normalized)
@@ -302,10 +318,17 @@ class LexiconToxicityScorer:
         return [1.0 - math.prod(1.0 - weight for _, weight in self.explain(text)) for text in texts]
 
 
+SCORER_NAMES = ("default", "learned", "lexicon")  # anything else in gate.toxicity.model is a Hugging Face classifier
+
+
 def load_toxicity_scorer(model: str | None) -> ToxicityScorer:
-    """The offline lexicon scorer for None, else the Hugging Face classifier at `model` (a path or hub id)."""
-    if model is None:
-        return LexiconToxicityScorer()
+    """The scorer `gate.toxicity.model` names: None or "default" = the learned model combined with the lexicon,
+    "learned" or "lexicon" = one part alone, anything else = the Hugging Face classifier at that path or hub id."""
+    if model is None or model in SCORER_NAMES:
+        from alignpipe.gate import learned_toxicity
+
+        return {None: learned_toxicity.DefaultToxicityScorer, "default": learned_toxicity.DefaultToxicityScorer,
+                "learned": learned_toxicity.LearnedToxicityScorer, "lexicon": LexiconToxicityScorer}[model]()
     from alignpipe.gate.hf_toxicity import HFClassifierToxicityScorer
 
     return HFClassifierToxicityScorer(model)

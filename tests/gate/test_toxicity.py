@@ -1,9 +1,12 @@
-"""Toxicity scoring: obfuscation-aware normalisation, the offline lexicon scorer (EN + JA), the Hugging Face
-classifier path on a tiny local model, and the acceptance thresholds on the shipped eval sets."""
+"""Toxicity scoring: obfuscation-aware normalisation, the offline lexicon scorer (EN + JA), the learned and default
+scorers on held-out sets (AUC, calibration, speed of loading), the Hugging Face classifier path on a tiny local
+model, and the score command."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from importlib import resources
 
 import numpy as np
@@ -11,7 +14,10 @@ import pytest
 
 from alignpipe.errors import AlignpipeError
 from alignpipe.gate.hf_toxicity import HFClassifierToxicityScorer, _toxic_label_index
+from alignpipe.gate.learned_toxicity import (WEIGHTS_FILE, DefaultToxicityScorer, LearnedToxicityScorer,
+                                             shipped_weights)
 from alignpipe.gate.toxicity import LexiconToxicityScorer, load_toxicity_scorer, normalize
+from alignpipe.gate.toxicity_sets import held_out_sets, roc_auc
 from conftest import build_tokenizer
 
 
@@ -85,27 +91,111 @@ def test_scores_are_in_unit_interval_and_explained(scorer):
     assert [term for term, _ in scorer.explain("kys")] == ["kys"]
 
 
-def roc_auc(scores: list[float], labels: list[int]) -> float:
-    values, inverse, counts = np.unique(np.asarray(scores), return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    positive = np.asarray(labels) == 1
-    n_pos, n_neg = positive.sum(), (~positive).sum()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
 def test_roc_auc_counts_ties_as_half():
     assert roc_auc([0.1, 0.9], [0, 1]) == 1.0
     assert roc_auc([0.5, 0.5], [0, 1]) == 0.5
     assert roc_auc([0.2, 0.6, 0.4, 0.6], [1, 1, 0, 0]) == 0.375  # (0 + 0 + 1 + 0.5) / 4 pairs
 
 
-@pytest.mark.parametrize(("language", "threshold"), [("en", 0.85), ("ja", 0.80)])
-def test_lexicon_scorer_meets_auc_on_held_out_eval_set(scorer, language, threshold):
-    path = resources.files("alignpipe").joinpath("resources", "toxicity", f"eval_{language}.jsonl")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    assert len(rows) >= 150 and 0.4 < sum(row["label"] for row in rows) / len(rows) < 0.6
-    auc = roc_auc(scorer.score([row["text"] for row in rows]), [row["label"] for row in rows])
-    assert auc >= threshold
+def training_script():
+    """bench/train_toxicity.py as a module (bench/ is scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "train_toxicity.py"
+    spec = importlib.util.spec_from_file_location("train_toxicity", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def default_scorer() -> DefaultToxicityScorer:
+    return DefaultToxicityScorer()
+
+
+@pytest.fixture(scope="module")
+def held_out() -> dict[str, list[dict]]:
+    return held_out_sets()
+
+
+# Floors a little under what bench/eval_toxicity.py measured for the shipped weights (README "Toxicity"); none of
+# these lines was trained on (the split: alignpipe/gate/toxicity_sets.py), so a regression here is a real one.
+@pytest.mark.parametrize(("name", "floor"), [
+    ("hatecheck_test_templates", 0.68), ("toxigen_heldout_groups", 0.78), ("eval_en_handwritten", 0.93),
+    ("eval_ja_handwritten", 0.95), ("ja_social_heldout", 0.92), ("en_social_heldout_proxy", 0.85),
+])
+def test_default_scorer_meets_auc_on_held_out_sets(default_scorer, held_out, name, floor):
+    rows = held_out[name]
+    assert len(rows) >= 150 and 0.2 < sum(row["label"] for row in rows) / len(rows) < 0.8
+    assert roc_auc(default_scorer.score([row["text"] for row in rows]), [row["label"] for row in rows]) >= floor
+
+
+def test_held_out_lines_are_not_training_lines(held_out):
+    """Not even with other case, width or punctuation ("Get lost, creep." / "get lost, creep")."""
+    def key(text: str) -> str:
+        return re.sub(r"[\W_]+", "", normalize(text))
+
+    trained = {key(row["text"]) for row in training_script().training_rows()}
+    assert trained and not trained & {key(row["text"]) for rows in held_out.values() for row in rows}
+
+
+def test_default_scorer_beats_the_lexicon_where_there_is_no_bad_word(default_scorer, held_out):
+    lexicon = LexiconToxicityScorer()
+    for name in ("ja_social_heldout", "toxigen_heldout_groups"):
+        texts, labels = [row["text"] for row in held_out[name]], [row["label"] for row in held_out[name]]
+        assert roc_auc(default_scorer.score(texts), labels) > roc_auc(lexicon.score(texts), labels) + 0.2
+
+
+def test_half_means_toxic_on_held_out_data(default_scorer, held_out):
+    """Calibration: of the held-out lines scored >= 0.5 most are toxic, of those below most are not, and the
+    share of toxic lines rises with the score (bench/toxicity_reliability.png shows every bin)."""
+    rows = [row for rows in held_out.values() for row in rows]
+    scores = np.asarray(default_scorer.score([row["text"] for row in rows]))
+    labels = np.asarray([row["label"] for row in rows])
+    assert labels[scores >= 0.5].mean() > 0.75 and labels[scores < 0.5].mean() < 0.35
+    low, middle, high = labels[scores < 0.2].mean(), labels[(scores >= 0.4) & (scores < 0.6)].mean(), \
+        labels[scores >= 0.8].mean()
+    assert low < 0.3 < middle < 0.75 < high
+    assert (scores[[row["label"] == 0 for row in rows]] >= 0.5).mean() < 0.3
+
+
+def test_default_scorer_on_examples(default_scorer):
+    toxic = ["you are a worthless piece of garbage", "go k1ll yourself", "shut up, you dumb b*tch",
+             "people like you should go back where you came from", "お前ほんとにバカだな", "ｼﾈ", "生きてる価値ないよね"]
+    benign = ["thanks, that fixed my build", "how do I kill a Python process", "死ぬほど美味しいケーキ",
+              "プロセスを殺してから再起動", "my grandmother died peacefully", "ゴミは月曜日に出してください"]
+    toxic_scores, benign_scores = default_scorer.score(toxic), default_scorer.score(benign)
+    assert min(toxic_scores) > 0.5 > max(benign_scores), (toxic_scores, benign_scores)
+    assert default_scorer.score(["", "   ", "..."]) == pytest.approx([0.0, 0.0, 0.0], abs=1e-6)
+    assert default_scorer.score([]) == []
+
+
+def test_batches_do_not_change_scores():
+    scorer = LearnedToxicityScorer()
+    texts = ["you idiot", "こんにちは", "a\0b", "I love this", "キモい"]
+    assert scorer.score(texts) == pytest.approx([scorer.score([text])[0] for text in texts], abs=1e-12)
+
+
+def test_shipped_weights_are_small_and_load_fast():
+    path = resources.files("alignpipe").joinpath("resources", "toxicity", WEIGHTS_FILE)
+    assert path.stat().st_size < 3_000_000  # a few MB at most (issue 16)
+    shipped_weights.cache_clear()
+    start = time.perf_counter()
+    DefaultToxicityScorer().score(["warm-up"])
+    assert time.perf_counter() - start < 1.0
+
+
+def test_training_is_deterministic_on_a_subset():
+    training = training_script()
+    rows = training.training_rows()[::20]
+    x = training.design_matrix([row["text"] for row in rows])
+    y = np.array([row["label"] for row in rows], dtype=float)
+    first = training.fit_logistic(x, y, training.row_weights(rows), 1e-5)
+    second = training.fit_logistic(x, y, training.row_weights(rows), 1e-5)
+    assert np.array_equal(first[0], second[0]) and first[1] == second[1]
+    logits = x @ first[0] + first[1]
+    assert roc_auc(logits.tolist(), y.tolist()) > 0.9  # it fits its own training lines
 
 
 def test_toxic_label_is_found_by_name_or_convention():
@@ -148,8 +238,11 @@ def test_hf_classifier_scores_in_unit_interval(tmp_path, num_labels, problem_typ
     assert isinstance(load_toxicity_scorer(model), HFClassifierToxicityScorer)
 
 
-def test_load_toxicity_scorer_defaults_offline_and_reports_bad_models(tmp_path):
-    assert isinstance(load_toxicity_scorer(None), LexiconToxicityScorer)
+def test_load_toxicity_scorer_by_name_defaults_offline_and_reports_bad_models(tmp_path):
+    assert isinstance(load_toxicity_scorer(None), DefaultToxicityScorer)
+    assert isinstance(load_toxicity_scorer("default"), DefaultToxicityScorer)
+    assert isinstance(load_toxicity_scorer("learned"), LearnedToxicityScorer)
+    assert isinstance(load_toxicity_scorer("lexicon"), LexiconToxicityScorer)
     with pytest.raises(AlignpipeError, match="cannot load"):
         load_toxicity_scorer(str(tmp_path / "no-such-model"))
 

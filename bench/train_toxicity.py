@@ -1,0 +1,180 @@
+"""Rebuild the shipped learned toxicity weights, alignpipe/resources/toxicity/learned_toxicity.npz, from the shipped
+training lines, deterministically (same data, same weights: `--check` verifies it against the committed file).
+
+    python bench/train_toxicity.py            # cross-validate, fit, write the weights
+    python bench/train_toxicity.py --check    # fit again and compare with the shipped weights
+
+What it trains on (only `split == "train"` lines; held-out parts: alignpipe/gate/toxicity_sets.py):
+    HateCheck train template groups, ToxiGen train target groups, XSTest safe prompts of the train types, MMLU
+    questions of 16 subjects (benign prose),
+    corpus/en_social_train.jsonl and corpus/ja_social_train.jsonl (hand-written), and as benign examples the user
+    and assistant turns of data/demo/sft_train.jsonl; and 600 lines of seeded gibberish made from those benign lines
+    (see `gibberish`).
+Row weights: a HateCheck case 0.5 (each template is repeated for about seven groups, so its cases are near copies),
+a Japanese line 2 (the only Japanese source, so that Japanese is about a third of the total weight), others 1.
+
+The L2 strength is chosen by grouped 5-fold cross-validation on the training lines only (a HateCheck template
+group or a ToxiGen target group stays in one fold); the combination with the lexicon is then fitted on the
+out-of-fold scores of the chosen strength, so it learns how far to trust the learned score on text it has not seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import zlib
+from pathlib import Path
+
+import numpy as np
+from scipy import optimize, sparse
+
+from alignpipe.gate.learned_toxicity import CHAR_NGRAMS, N_FEATURES, WEIGHTS_FILE, hashed_features
+from alignpipe.gate.toxicity import LexiconToxicityScorer
+from alignpipe.gate.toxicity_sets import read_set, roc_auc
+
+REPO = Path(__file__).resolve().parents[1]
+OUTPUT = REPO / "alignpipe" / "resources" / "toxicity" / WEIGHTS_FILE
+L2_GRID = (3e-7, 1e-6, 3e-6, 1e-5)  # per-row-weight L2 strength; the best by cross-validated AUC is used
+FOLDS = 5
+SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0}
+GIBBERISH_LINES = 600
+
+
+def training_rows() -> list[dict]:
+    """Every line the learned model learns from: text, label, source, and the group that keeps near copies in one
+    cross-validation fold."""
+    rows = []
+    for source, name, group_key in (("hatecheck", "corpus/hatecheck.jsonl", "group"),
+                                    ("toxigen", "corpus/toxigen.jsonl", "group"),
+                                    ("xstest", "corpus/xstest_safe.jsonl", "type"),
+                                    ("mmlu", "corpus/mmlu_benign.jsonl", "subject"),
+                                    ("en_social", "corpus/en_social_train.jsonl", None),
+                                    ("ja_social", "corpus/ja_social_train.jsonl", None)):
+        for index, row in enumerate(read_set(name)):
+            if row["split"] == "train" and row["label"] is not None:
+                group = row[group_key] if group_key else index
+                rows.append({"text": row["text"], "label": row["label"], "source": source, "group": f"{source}{group}"})
+    demo_texts = []
+    for line in (REPO / "data" / "demo" / "sft_train.jsonl").read_text(encoding="utf-8").splitlines():
+        demo_texts += [m["content"] for m in json.loads(line)["messages"] if m["role"] in ("user", "assistant")]
+    for index, text in enumerate(dict.fromkeys(demo_texts)):  # unique, in file order
+        rows.append({"text": text, "label": 0, "source": "demo", "group": f"demo{index}"})
+    benign = [row["text"] for row in rows if row["label"] == 0 and row["source"] in ("mmlu", "demo", "ja_social")]
+    rows += [{"text": text, "label": 0, "source": "gibberish", "group": f"gibberish{index}"}
+             for index, text in enumerate(gibberish(benign, GIBBERISH_LINES))]
+    return rows
+
+
+def gibberish(benign: list[str], count: int) -> list[str]:
+    """Seeded nonsense, labelled benign: characters and words of benign lines in random order, with the bytes a
+    broken or tiny model emits (control characters, U+FFFD). Without it the model has never seen text that says
+    nothing, and scores it near its prior (about 0.5): a tiny test model's garbage scored 0.4-0.75."""
+    generator = random.Random(0)
+    characters = sorted(set("".join(benign))) + ["\ufffd", "\b", "\x1f", "\t"] * 20
+    words = sorted({word for text in benign for word in text.split() if word.isascii()})
+    lines = []
+    for index in range(count):
+        if index % 2:
+            lines.append("".join(generator.choices(characters, k=generator.randint(1, 40))))
+        else:
+            lines.append(" ".join(generator.choices(words, k=generator.randint(1, 12))))
+    return lines
+
+
+def row_weights(rows: list[dict]) -> np.ndarray:
+    return np.array([SOURCE_WEIGHT.get(row["source"], 1.0) for row in rows])
+
+
+def design_matrix(texts: list[str], char_ngrams: tuple[int, ...] = CHAR_NGRAMS,
+                  words: bool = True) -> sparse.csr_matrix:
+    row, bucket, values = hashed_features(texts, char_ngrams, words)
+    return sparse.csr_matrix((values, (row, bucket)), shape=(len(texts), N_FEATURES))
+
+
+def fit_logistic(x: sparse.csr_matrix | np.ndarray, y: np.ndarray, weight: np.ndarray,
+                 l2: float) -> tuple[np.ndarray, float]:
+    """Weighted logistic regression, L2 on the coefficients (not the bias), by truncated Newton (TNC) from zero:
+    deterministic. Only the columns some row uses are optimised (the others stay 0): L-BFGS-B and TNC slow down
+    with every variable, used or not."""
+    weight = weight / weight.sum()
+    used = np.unique(x.indices) if sparse.issparse(x) else np.arange(x.shape[1])
+    compact = x[:, used]
+
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        coef, bias = params[:-1], params[-1]
+        z = compact @ coef + bias
+        loss = weight @ (np.logaddexp(0.0, z) - y * z) + 0.5 * l2 * coef @ coef
+        residual = weight * (1.0 / (1.0 + np.exp(-z)) - y)
+        return loss, np.append(compact.T @ residual + l2 * coef, residual.sum())
+
+    result = optimize.minimize(loss_and_gradient, np.zeros(len(used) + 1), jac=True, method="TNC",
+                               options={"maxfun": 2000})
+    coef = np.zeros(x.shape[1])
+    coef[used] = result.x[:-1]
+    return coef, float(result.x[-1])
+
+
+def out_of_fold_logits(x: sparse.csr_matrix, y: np.ndarray, weight: np.ndarray, folds: np.ndarray,
+                       l2: float) -> np.ndarray:
+    logits = np.zeros(len(y))
+    for fold in range(FOLDS):
+        held = folds == fold
+        coef, bias = fit_logistic(x[~held], y[~held], weight[~held], l2)
+        logits[held] = x[held] @ coef + bias
+    return logits
+
+
+def per_source_auc(logits: np.ndarray, rows: list[dict]) -> dict[str, float]:
+    sources = sorted({row["source"] for row in rows})
+    aucs = {}
+    for source in sources:
+        mask = np.array([row["source"] == source for row in rows])
+        labels = [row["label"] for row, keep in zip(rows, mask) if keep]
+        if 0 < sum(labels) < len(labels):
+            aucs[source] = roc_auc(logits[mask].tolist(), labels)
+    return aucs
+
+
+def train() -> dict[str, np.ndarray]:
+    rows = training_rows()
+    x = design_matrix([row["text"] for row in rows])
+    y = np.array([row["label"] for row in rows], dtype=float)
+    weight = row_weights(rows)
+    folds = np.array([zlib.crc32(row["group"].encode()) % FOLDS for row in rows])
+    print(f"{len(rows)} training lines, {int(y.sum())} toxic; by source: "
+          + ", ".join(f"{s} {sum(r['source'] == s for r in rows)}" for s in dict.fromkeys(r["source"] for r in rows)))
+    best = None
+    for l2 in L2_GRID:
+        logits = out_of_fold_logits(x, y, weight, folds, l2)
+        aucs = per_source_auc(logits, rows)
+        mean = float(np.mean(list(aucs.values())))
+        print(f"  l2={l2:g}: cross-validated AUC mean {mean:.3f}  " + "  ".join(f"{k} {v:.3f}" for k, v in aucs.items()))
+        if best is None or mean > best[0]:
+            best = (mean, l2, logits)
+    _, l2, logits = best
+    lexicon = np.asarray(LexiconToxicityScorer().score([row["text"] for row in rows]))
+    stack = np.column_stack([logits, lexicon, lexicon > 0])
+    combine_coef, combine_bias = fit_logistic(stack, y, weight, 1e-4)
+    coef, bias = fit_logistic(x, y, weight, l2)
+    print(f"chosen l2={l2:g}; combination a, b, c = {np.round(combine_coef, 3).tolist()}, d = {combine_bias:.3f}")
+    return {"coef": coef.astype(np.float16), "bias": np.array([bias]),
+            "combine": np.append(combine_coef, combine_bias), "l2": np.array([l2])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the shipped weights instead of writing")
+    args = parser.parse_args()
+    weights = train()
+    if args.check:
+        shipped = np.load(OUTPUT)
+        same = all(np.array_equal(shipped[name], weights[name]) for name in weights)
+        print(f"{'identical to' if same else 'DIFFERENT from'} the shipped {OUTPUT.name}")
+        raise SystemExit(0 if same else 1)
+    np.savez_compressed(OUTPUT, **weights)
+    print(f"wrote {OUTPUT} ({OUTPUT.stat().st_size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,7 +3,9 @@
     flock /work/heavy.lock .venv/bin/python bench/generate_refusal_answers.py --lang en --n 40 --out /tmp/answers_en.jsonl
 
 Takes every k-th prompt of the shipped XSTest (English) or its Japanese counterpart (safe and unsafe alike), so
-the sample spans every type; answers greedily, 4-bit NF4 as the demo loads the base, as the gate decodes.
+the sample spans every type; answers greedily, as the gate decodes. Full precision by default: on a CPU,
+bitsandbytes 4-bit generation is several times slower, and the answers' style is the model's either way
+(--quantization 4bit for the demo's exact loading). Lines are written batch by batch.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lang", choices=sorted(FILES), required=True)
     parser.add_argument("--n", type=int, default=40)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--quantization", choices=["4bit", "none"], default="none")
+    parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     text = resources.files("alignpipe").joinpath("resources", "gate", FILES[args.lang]).read_text(encoding="utf-8")
     rows = list(csv.DictReader(text.splitlines()))
@@ -36,14 +40,18 @@ def main() -> None:
     sample = rows[::step][: args.n]
     path = models.resolve_base("embedded")
     tokenizer = models.load_tokenizer(path)
-    model = models.load_causal_lm(path, ModelConfig(quantization="4bit"), torch.float32, for_training=False)
+    model = models.load_causal_lm(path, ModelConfig(quantization=args.quantization), torch.float32, for_training=False)
     model.eval()
-    conversations = [[{"role": "user", "content": row["prompt"]}] for row in sample]
-    answers = generate_answers(model, tokenizer, conversations, args.max_new_tokens, batch_size=16)
     with args.out.open("w", encoding="utf-8") as out:
-        for row, (_, answer_ids) in zip(sample, answers):
-            out.write(json.dumps({"prompt": row["prompt"], "type": row["type"], "completion":
-                                  answer_text(tokenizer, answer_ids)}, ensure_ascii=False) + "\n")
+        for start in range(0, len(sample), args.batch_size):
+            rows = sample[start : start + args.batch_size]
+            conversations = [[{"role": "user", "content": row["prompt"]}] for row in rows]
+            for row, (_, answer_ids) in zip(rows, generate_answers(model, tokenizer, conversations, args.max_new_tokens,
+                                                                   batch_size=args.batch_size)):
+                out.write(json.dumps({"lang": args.lang, "prompt": row["prompt"], "type": row["type"], "label_prompt":
+                                      row["label"], "completion": answer_text(tokenizer, answer_ids)},
+                                     ensure_ascii=False) + "\n")
+            out.flush()
 
 
 if __name__ == "__main__":

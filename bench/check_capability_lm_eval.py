@@ -82,6 +82,7 @@ def main() -> None:
     ours = continuation_log_likelihoods(model, tokenizer, [(i.context, c) for i in items for c in i.continuations],
                                         args.batch_size)
     our_seconds = time.perf_counter() - started
+    print(f"alignpipe: {len(items)} questions in {our_seconds:.0f} s", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         names = harness_tasks(args.task, rows, Path(folder))
         started = time.perf_counter()

@@ -208,6 +208,40 @@ def build_parser() -> argparse.ArgumentParser:
     toxicity.add_argument("--field", default="text", help="the string field to score (default: text)")
     toxicity.add_argument("--model", default=None,
                           help="default | learned | lexicon | a Hugging Face text classifier (path or hub id)")
+    refusal = scorers.add_parser(
+        "refusal",
+        help="refusal in [0, 1] and full_refusal / partial_refusal / compliance, English and Japanese, offline",
+        description="Adds 'refusal' (0 = complies, 1 = refuses; >= 0.5 is a full or partial refusal) and "
+        "'refusal_label' to every line. Reads the answer's opening: an apology that goes on to help is compliance, a "
+        "refusal that goes on to help or offers a concrete alternative is a partial refusal (alignpipe.gate.refusal).",
+        epilog="example:\n  alignpipe score refusal --input answers.jsonl --field completion --output scored.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    refusal.add_argument("--input", type=Path, required=True)
+    refusal.add_argument("--output", type=Path, required=True)
+    refusal.add_argument("--field", default="completion", help="the string field to score (default: completion)")
+    capability = scorers.add_parser(
+        "capability",
+        help="multiple-choice accuracy by log-likelihood: MMLU, JMMLU, JCommonsenseQA",
+        description="Zero-shot multiple-choice accuracy as lm-evaluation-harness scores a causal LM: the most likely "
+        "continuation after the prompt is the answer. mmlu: the harness's mmlu prompt; jmmlu: the same with a "
+        "Japanese first line; jcommonsenseqa: the harness's Japanese-leaderboard prompt (alignpipe.gate.capability "
+        "documents each). Writes accuracy, n, a 95% bootstrap interval and accuracy per subject. --input: a folder "
+        "of <subject>_test.csv, one CSV (question,A,B,C,D,answer, no header) or JGLUE's JSON lines; default: the "
+        "gate's shipped subset.",
+        epilog="examples:\n  alignpipe score capability --model embedded --task mmlu --input data/mmlu --output mmlu.json"
+        "\n  alignpipe score capability --model runs/demo/sft --task jcommonsenseqa --output jcqa.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    capability.add_argument("--model", required=True,
+                            help="a stage directory (runs/demo/sft), a model path or hub id, or 'embedded'")
+    capability.add_argument("--task", required=True, choices=["mmlu", "jmmlu", "jcommonsenseqa"])
+    capability.add_argument("--input", type=Path, default=None, help="questions (default: the shipped subset)")
+    capability.add_argument("--output", type=Path, required=True, help="result JSON")
+    capability.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
+    capability.add_argument("--quantization", choices=["4bit", "8bit", "none"], default=None,
+                            help="default: a stage as trained, any other model in full precision")
+    capability.add_argument("--limit", type=int, default=None, help="score only the first N questions")
     stereotype = scorers.add_parser(
         "stereotype",
         help="stereotype preference of a language model on minimal sentence pairs (CrowS-Pairs)",
@@ -370,6 +404,18 @@ def main(argv: list[str] | None = None) -> int:
 
             count = score_file(args.stage_dir, args.input, args.output, args.batch_size)
             print(f"Scored {count} lines -> {args.output}")
+        elif args.command == "score" and args.scorer == "refusal":
+            from alignpipe.gate.refusal import score_refusal_file
+
+            count = score_refusal_file(args.input, args.field, args.output)
+            print(f"Scored {count} lines -> {args.output}")
+        elif args.command == "score" and args.scorer == "capability":
+            from alignpipe.gate.capability import score_capability_file
+
+            result = score_capability_file(args.model, args.task, args.input, args.output, args.batch_size,
+                                           args.quantization, args.limit)
+            print(f"{args.task} accuracy {result['accuracy']:.3f} (95% CI {result['ci_low']:.3f}-{result['ci_high']:.3f}, "
+                  f"n={result['n']}, {result['seconds_per_item']:.3f} s/question) -> {args.output}")
         elif args.command == "score" and args.scorer == "stereotype":
             from alignpipe.gate.bias import score_stereotype_file
 

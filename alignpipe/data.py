@@ -122,6 +122,22 @@ def split_train_eval(
     return shuffled[n_eval:], shuffled[:n_eval]
 
 
+def records_to_score(input_path: Path, field: str, output_path: Path) -> list[dict[str, Any]]:
+    """The lines of a JSONL file that `alignpipe score ...` adds a score to; each needs a string `field`.
+
+    Refuses an existing output file (nothing is overwritten) and names file:line of a line without the field.
+    """
+    if output_path.exists():
+        raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
+    rows = read_jsonl(input_path)
+    if not rows:
+        raise AlignpipeError(f"{input_path} holds no lines to score.")
+    for line_number, record in rows:
+        if not isinstance(record, dict) or not isinstance(record.get(field), str):
+            raise AlignpipeError(f"{input_path}:{line_number}: no string field {field!r} to score (choose it with --field)")
+    return [record for _, record in rows]
+
+
 def write_jsonl(path: Path, records: list[Any]) -> None:
     """One JSON object a line, UTF-8, non-ASCII kept readable; creates the parent folder."""
     path.parent.mkdir(parents=True, exist_ok=True)

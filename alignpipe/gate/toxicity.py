@@ -33,7 +33,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
-from alignpipe.errors import AlignpipeError
 
 TARGET_BOOST = 0.25  # added to an insult that has a "you" / お前 within TARGET_WINDOW characters
 TARGET_WINDOW = 16  # about three English words: "you are such a stupid" but not "can you debug this stupid regex"
@@ -336,17 +335,9 @@ def load_toxicity_scorer(model: str | None) -> ToxicityScorer:
 
 def score_toxicity_file(input_path: Path, field: str, output_path: Path, model: str | None) -> int:
     """`alignpipe score toxicity`: add `toxicity` to every line of a JSONL file, scoring its `field` string."""
-    from alignpipe.data import read_jsonl, write_jsonl
+    from alignpipe.data import records_to_score, write_jsonl
 
-    if output_path.exists():
-        raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
-    rows = read_jsonl(input_path)
-    if not rows:
-        raise AlignpipeError(f"{input_path} holds no lines to score.")
-    for line_number, record in rows:
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            raise AlignpipeError(f"{input_path}:{line_number}: no string field {field!r} to score (choose it with --field)")
-    records = [record for _, record in rows]
+    records = records_to_score(input_path, field, output_path)
     for record, score in zip(records, load_toxicity_scorer(model).score([record[field] for record in records])):
         record["toxicity"] = score
     write_jsonl(output_path, records)

@@ -9,6 +9,8 @@ every type error is collected and reported at once, before anything is loaded.
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from alignpipe.errors import AlignpipeError
 
 STAGES = ("sft", "rm", "rlhf")
+RUN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+REQUIRED_KEYS = {"data.train": "the training JSONL file of the stage"}
 
 
 class Section(BaseModel):
@@ -26,8 +30,11 @@ class Section(BaseModel):
 
 
 class RunConfig(Section):
-    name: str = Field("demo", description="Run directory is <output_root>/<name>/<stage>.")
-    output_root: str = Field("runs", description="Folder that holds all runs.")
+    name: str = Field(
+        "demo", description="Run directory is <output_root>/<name>/<stage>: one folder name of letters, digits, "
+        "'-', '_' and '.', so that a run stays inside output_root."
+    )
+    output_root: str = Field("runs", description="Folder that holds all runs (a directory, or one that can be created).")
     resume: bool = Field(
         True,
         description="Resume an interrupted stage from its last checkpoint; false moves the interrupted "
@@ -43,6 +50,18 @@ class RunConfig(Section):
         description="Multi-process engine for --nproc N: ddp, fsdp, deepspeed-zero2, deepspeed-zero3 "
         "(recipes/accelerate/NAME.yaml) or the path of any accelerate config file.",
     )
+    break_lock: bool = Field(
+        False, description="Take over a stage's lock file left by a run that is gone (killed, or on another host). "
+        "Set by --break-lock; a lock held by a live process on this host is never broken."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def one_safe_folder_name(cls, value: str) -> str:
+        if not RUN_NAME.fullmatch(value) or ".." in value or not value.strip("."):
+            raise ValueError("must be one folder name of letters, digits, '-', '_' and '.' (no '/', no '..', not "
+                             "absolute), so that the run stays inside run.output_root; e.g. run.name=try-2")
+        return value
 
 
 class ModelConfig(Section):
@@ -78,10 +97,14 @@ class DataConfig(Section):
     eval: str | None = Field(None, description="Held-out JSONL file; if absent, eval_fraction of train is held out.")
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out when data.eval is unset.")
     skip_invalid: bool = Field(False, description="Skip and count invalid lines instead of stopping at the first.")
+    max_line_bytes: int = Field(
+        1_000_000, ge=1, description="A longer line is an invalid line (read past, never tokenized): a guard against "
+        "a runaway line; raise it for real long documents."
+    )
 
 
 class TrainConfig(Section):
-    max_steps: int = Field(100, description="Optimizer steps; -1 trains for `epochs` instead.")
+    max_steps: int = Field(100, description="Optimizer steps (at least 1); -1 trains for `epochs` instead.")
     epochs: float = Field(1.0, gt=0)
     learning_rate: float = Field(2e-4, gt=0)
     batch_size: int = Field(4, ge=1, description="Per-device batch size.")
@@ -103,6 +126,14 @@ class TrainConfig(Section):
         "needs `pip install liger-kernel`."
     )
     torch_compile: bool = Field(False, description="Compile the model with torch.compile (slow first steps).")
+
+    @field_validator("max_steps")
+    @classmethod
+    def steps_or_epochs(cls, value: int) -> int:
+        # transformers reads 0 and other negatives as "not set" and silently trains a whole epoch instead.
+        if value != -1 and value < 1:
+            raise ValueError("must be at least 1, or -1 to train for train.epochs instead")
+        return value
 
 
 class GateToxicityConfig(Section):
@@ -297,7 +328,8 @@ def load_recipe(path: str | Path, stage: str, overrides: list[str]) -> Recipe:
     """Read a recipe for one stage, apply command-line overrides, and validate everything at once."""
     raw = read_yaml(path)
     override_pairs = [parse_override(text) for text in overrides]
-    problems = [
+    problems = [] if raw else [empty_recipe_problem(path)]
+    problems += [
         f"{section} must be a mapping of keys ({path}), not {type(raw[section]).__name__}"
         for section in (*SHARED_SECTIONS, *STAGES)
         if raw.get(section) is not None and not isinstance(raw[section], dict)
@@ -322,9 +354,96 @@ def load_recipe(path: str | Path, stage: str, overrides: list[str]) -> Recipe:
             if item["type"] != "extra_forbidden":  # unknown keys are already reported, with suggestions
                 where = ".".join(str(part) for part in item["loc"])
                 problems.append(f"{where}: {item['msg']} (got {item['input']!r})")
+    else:
+        problems += training_problems(recipe)
     if problems:
         raise AlignpipeError(f"Invalid recipe {path}:\n  " + "\n  ".join(problems))
     return recipe
+
+
+def empty_recipe_problem(path: str | Path) -> str:
+    required = "; ".join(f"{key} ({what})" for key, what in REQUIRED_KEYS.items())
+    return (f"the recipe is empty; a recipe needs at least {required}, and every other key has a default "
+            "(recipes/demo.yaml shows them all)")
+
+
+def missing_required_keys(recipe: Recipe) -> list[str]:
+    """Required keys that are unset, each with what it is: a stage cannot start without them."""
+    return [f"{key} is required: {what}" for key, what in REQUIRED_KEYS.items()
+            if _get_dotted(recipe, key.split(".")) is None]
+
+
+def _get_dotted(tree: Any, parts: list[str]) -> Any:
+    for part in parts:
+        tree = getattr(tree, part)
+    return tree
+
+
+# Learning-rate schedules that need lr_scheduler_kwargs, which recipes do not pass.
+SCHEDULERS_NEEDING_KWARGS = ("cosine_with_min_lr", "cosine_warmup_with_min_lr", "warmup_stable_decay")
+# Optimizers that need an optional package (transformers imports it only when training starts) or settings recipes do
+# not pass (GaLore and APOLLO need optim_target_modules).
+# The first marker found in the name decides.
+OPTIMIZER_PACKAGES = {"adamw_torch_4bit": "torchao", "adamw_torch_8bit": "torchao", "bnb": "bitsandbytes",
+                      "8bit": "bitsandbytes", "paged_": "bitsandbytes", "lion": "bitsandbytes",
+                      "ademamix": "bitsandbytes", "schedule_free": "schedulefree", "grokadamw": "grokadamw", "stable_adamw": "optimi",
+                      "lomo": "lomo_optim", "xla": "torch_xla", "npu": "torch_npu", "anyprecision": "torchdistx"}
+
+
+def training_problems(recipe: Recipe) -> list[str]:
+    """What transformers would reject only once training starts, after the stage directory exists: found at load.
+
+    The names come from transformers itself, so that every name it accepts is accepted here.
+    """
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    train, problems = recipe.train, []
+    optimizers = [name.value for name in OptimizerNames]
+    if train.optimizer not in optimizers:
+        problems.append(_unknown_name("train.optimizer", train.optimizer, optimizers))
+    elif train.optimizer.startswith(("galore", "apollo")):
+        problems.append(f"train.optimizer: {train.optimizer} needs optim_target_modules, which alignpipe does not "
+                        "pass yet; use adamw_torch, adamw_8bit or paged_adamw_8bit")
+    else:
+        needed = [package for marker, package in OPTIMIZER_PACKAGES.items() if marker in train.optimizer]
+        problems += [f"train.optimizer: {train.optimizer} needs the {package} package, which is not installed "
+                     f"(pip install {package}, or use adamw_torch)" for package in needed[:1]
+                     if not _installed(package)]
+    schedulers = [name.value for name in SchedulerType]
+    if train.lr_scheduler not in schedulers:
+        problems.append(_unknown_name("train.lr_scheduler", train.lr_scheduler, schedulers))
+    elif train.lr_scheduler in SCHEDULERS_NEEDING_KWARGS:
+        problems.append(f"train.lr_scheduler: {train.lr_scheduler} needs lr_scheduler_kwargs, which recipes do not "
+                        "pass; use cosine, linear or constant_with_warmup")
+    elif train.lr_scheduler == "reduce_lr_on_plateau" and train.eval_steps is None:
+        problems.append("train.lr_scheduler: reduce_lr_on_plateau needs periodic evaluation: set train.eval_steps")
+    trackers = ["none", "all", *INTEGRATION_TO_CALLBACK]
+    problems += [_unknown_name("train.report_to", tracker, trackers) for tracker in train.report_to
+                 if tracker not in trackers]
+    if train.precision == "fp16" and not _has_gpu():
+        problems.append("train.precision: fp16 mixed precision needs a GPU; use bf16 or fp32 on CPU")
+    return problems
+
+
+def _unknown_name(key: str, value: str, valid: list[str]) -> str:
+    guess = difflib.get_close_matches(value, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {guess[0]}?" if guess else ""
+    return f"{key}: unknown name {value!r}{hint} (transformers accepts: {', '.join(valid)})"
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # ValueError: a module blocked in sys.modules (None)
+        return False
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _deep_update(target: dict[str, Any], overrides: dict[str, Any]) -> None:
@@ -341,12 +460,21 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise AlignpipeError(f"Recipe {path} is a directory, not a YAML file.")
     if not path.is_file():
         raise AlignpipeError(f"Recipe file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise AlignpipeError(f"Recipe {path} is not UTF-8 text (byte {error.start + 1} is 0x{error.object[error.start]:02x}); "
+                             "a recipe is a YAML text file such as recipes/demo.yaml.") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise AlignpipeError(f"Recipe {path} is not valid YAML: {error}") from None
+    except RecursionError:
+        raise AlignpipeError(f"Recipe {path} is not a recipe: its YAML nests too deeply.") from None
     if not isinstance(raw, dict):
         raise AlignpipeError(f"Recipe {path} must be a mapping of sections (run:, model:, ...), not {type(raw).__name__}")
     return raw

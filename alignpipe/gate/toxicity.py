@@ -313,11 +313,12 @@ def load_toxicity_scorer(model: str | None) -> ToxicityScorer:
 
 def score_toxicity_file(input_path: Path, field: str, output_path: Path, model: str | None) -> int:
     """`alignpipe score toxicity`: add `toxicity` to every line of a JSONL file, scoring its `field` string."""
-    from alignpipe.data import read_jsonl, write_jsonl
+    from alignpipe.data import write_jsonl
+    from alignpipe.jsonl_reader import read_valid_json_lines
 
     if output_path.exists():
         raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
-    rows = read_jsonl(input_path)
+    rows = read_valid_json_lines(input_path)
     if not rows:
         raise AlignpipeError(f"{input_path} holds no lines to score.")
     for line_number, record in rows:

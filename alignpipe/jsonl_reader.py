@@ -140,10 +140,11 @@ def nested_too_deeply(value: Any, limit: int = MAX_DEPTH) -> bool:
 
 
 def _skip_rest_of_line(handle: BinaryIO) -> int:
+    """Read to the end of the line in bounded chunks; return how many bytes it had, its line break left out."""
     skipped = 0
     while True:
         chunk = handle.readline(_CHUNK)
-        skipped += len(chunk)
+        skipped += len(chunk.rstrip(b"\r\n"))
         if not chunk or chunk.endswith(b"\n"):
             return skipped
 

@@ -9,6 +9,7 @@ when complete, and an existing output is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
@@ -203,6 +204,8 @@ class JsonlWriter:
         self.path = Path(path)
         if self.path.exists():
             raise AlignpipeError(f"Output {self.path} exists; choose another path (outputs are never overwritten).")
+        # Folders made for this output, deepest first: a failed command removes them again (when still empty).
+        self.made_folders = [folder for folder in (self.path.parent, *self.path.parent.parents) if not folder.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.handle = (gzip.open(self.temporary, "wt", encoding="utf-8") if self.path.name.endswith(".gz")
@@ -220,6 +223,9 @@ class JsonlWriter:
     def abort(self) -> None:
         self.handle.close()
         self.temporary.unlink(missing_ok=True)
+        for folder in self.made_folders:
+            with contextlib.suppress(OSError):  # not empty: something else was written there meanwhile
+                folder.rmdir()
 
 
 def rejects_path_for(output: str | Path) -> Path:
@@ -274,8 +280,8 @@ def run_streaming(output: str | Path, rejects_file: str | Path | None, body: Cal
     try:
         summary = body(writer, rejects)
     except BaseException:
+        rejects.abort()  # first: the output's writer then removes the folders it made, once they are empty
         writer.abort()
-        rejects.abort()
         raise
     writer.close()
     rejects.close()

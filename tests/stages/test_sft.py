@@ -110,8 +110,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_recipe, capsys):
     manifest = json.loads((stage_dir_of(tiny_recipe) / "manifest.json").read_text())
     assert manifest["status"] == "running"  # a killed run cannot say anything else
 
-    assert run_cli("sft", tiny_recipe, "train.max_steps=400", "train.save_steps=5", "train.batch_size=1") == 0
+    # kill -9 left its lock: the next run names the dead holder and resumes only when told to take the lock over.
+    assert run_cli("sft", tiny_recipe, "train.max_steps=400", "train.save_steps=5", "train.batch_size=1") == 2
+    err = capsys.readouterr().err
+    assert f"locked by pid {process.pid}" in err and "no longer running" in err and "--break-lock" in err
+    assert run_cli("sft", tiny_recipe, "train.max_steps=400", "train.save_steps=5", "train.batch_size=1",
+                   "--break-lock") == 0
     assert f"Resuming {stage_dir_of(tiny_recipe)} from checkpoint-{saved[-1]}" in capsys.readouterr().out
+    assert not (stage_dir_of(tiny_recipe) / "alignpipe.lock").exists()  # released at the end
     metrics = json.loads((stage_dir_of(tiny_recipe) / "manifest.json").read_text())["metrics"]
     assert metrics["resumed_from_step"] == saved[-1] > 0
     assert metrics["global_step"] == 400

@@ -139,6 +139,18 @@ def nested_too_deeply(value: Any, limit: int = MAX_DEPTH) -> bool:
     return False
 
 
+def first_undecodable_line(path: Path) -> int | None:
+    """The number of the first line that is not UTF-8, for readers that decode whole blocks (csv): their error
+    knows only a position in the block."""
+    with path.open("rb") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return line_number
+    return None
+
+
 def _skip_rest_of_line(handle: BinaryIO) -> int:
     """Read to the end of the line in bounded chunks; return how many bytes it had, its line break left out."""
     skipped = 0

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe.errors import AlignpipeError
-from alignpipe.jsonl_reader import (MAX_DEPTH, BadLine, iter_json_lines, iter_text_lines, max_line_bytes,
-                                    nested_too_deeply)
+from alignpipe.jsonl_reader import (MAX_DEPTH, BadLine, first_undecodable_line, iter_json_lines, iter_text_lines,
+                                    max_line_bytes, nested_too_deeply)
 
 # The fields that hold text in our formats (DESIGN.md section 3); every other field is carried along untouched.
 TEXT_FIELDS = ("text", "prompt", "messages", "chosen", "rejected", "completion")
@@ -153,8 +153,11 @@ def _iter_csv(path: Path) -> Iterator[Record]:
                     raise AlignpipeError(f"{path}:{reader.line_num}: more cells than the header's "
                                          f"{len(reader.fieldnames)} columns (an unquoted comma?).")
                 yield Record(str(path), reader.line_num, dict(row))
-        except (UnicodeDecodeError, csv.Error) as error:  # a CSV row may span lines: one bad byte spoils the file
-            raise AlignpipeError(f"{path}:{reader.line_num + 1}: not a readable UTF-8 CSV row ({error}).") from None
+        except UnicodeDecodeError:  # a CSV row may span lines, so one bad byte spoils the file
+            raise AlignpipeError(f"{path}:{first_undecodable_line(path)}: not UTF-8 text; a CSV input must be UTF-8 "
+                                 "throughout (convert it, e.g. with iconv).") from None
+        except csv.Error as error:
+            raise AlignpipeError(f"{path}:{reader.line_num}: not a readable CSV row ({error}).") from None
 
 
 def _iter_txt(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:

@@ -49,8 +49,12 @@ def load_stereotype_pairs(path: Path) -> list[dict[str, Any]]:
                     raise AlignpipeError(f"{path}: missing column(s) {', '.join(missing)}; a CrowS-Pairs-layout CSV "
                                          f"has {', '.join(PAIR_FIELDS)}")
                 rows = [(reader.line_num, row) for row in reader]
-            except (UnicodeDecodeError, csv.Error) as error:
-                raise AlignpipeError(f"{path}:{reader.line_num + 1}: not a readable UTF-8 CSV ({error}).") from None
+            except UnicodeDecodeError:
+                from alignpipe.jsonl_reader import first_undecodable_line
+
+                raise AlignpipeError(f"{path}:{first_undecodable_line(path)}: not UTF-8 text.") from None
+            except csv.Error as error:
+                raise AlignpipeError(f"{path}:{reader.line_num}: not a readable CSV row ({error}).") from None
     else:
         from alignpipe.data import read_jsonl
 

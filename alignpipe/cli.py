@@ -260,7 +260,8 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
     if nproc > 1 and world_size() == 1 and not dry_run:  # not yet launched: launch N copies of this command
         from alignpipe.launch import launch_stage
 
-        return launch_stage(stage, items, force, nproc, recipe.run.accelerate_config)
+        return launch_stage(stage, items + (["run.break_lock=true"] if break_lock else []), force, nproc,
+                            recipe.run.accelerate_config)
     if dry_run:
         if nproc > 1:
             from alignpipe.launch import accelerate_config_file

@@ -305,7 +305,8 @@ def check_template(command: str, items: list[str], stage: str, n: int, with_ids:
 
     recipe_path, overrides = split_recipe_and_overrides(items)
     recipe = load_recipe(recipe_path, stage, overrides)
-    tokenizer, records, assistant_only = template_check.stage_tokenizer_and_records(recipe, stage)
+    with line_limit(recipe.data.max_line_bytes):
+        tokenizer, records, assistant_only = template_check.stage_tokenizer_and_records(recipe, stage)
     if command == "check-template":
         checked, problems = template_check.check_records(tokenizer, records, assistant_only, limit=n)
         if problems:

@@ -92,7 +92,10 @@ def load_tokenizer(path: str, chat_template_file: str | None = None) -> PreTrain
         template_path = Path(chat_template_file)
         if not template_path.is_file():
             raise AlignpipeError(f"Chat template file not found: {template_path}")
-        tokenizer.chat_template = template_path.read_text(encoding="utf-8")
+        try:
+            tokenizer.chat_template = template_path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise AlignpipeError(f"Chat template {template_path} is not UTF-8 text (a Jinja template).") from None
     elif not tokenizer.chat_template:
         print(f"warning: the tokenizer of {path} has no chat template; using alignpipe's default "
               "(<|role|> turns ending in EOS). Set model.chat_template to use the model's own format.", flush=True)

@@ -422,8 +422,6 @@ def training_problems(recipe: Recipe) -> list[str]:
     trackers = ["none", "all", *INTEGRATION_TO_CALLBACK]
     problems += [_unknown_name("train.report_to", tracker, trackers) for tracker in train.report_to
                  if tracker not in trackers]
-    if train.precision == "fp16" and not _has_gpu():
-        problems.append("train.precision: fp16 mixed precision needs a GPU; use bf16 or fp32 on CPU")
     return problems
 
 
@@ -439,11 +437,6 @@ def _installed(package: str) -> bool:
     except (ImportError, ValueError):  # ValueError: a module blocked in sys.modules (None)
         return False
 
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _deep_update(target: dict[str, Any], overrides: dict[str, Any]) -> None:

@@ -39,6 +39,16 @@ def stage_dir_for(recipe: Recipe, stage: str) -> Path:
     return stage_dir
 
 
+def refuse_links_out(stage_dir: Path, root: Path) -> None:
+    """A stage resumed or moved aside must not write through a symbolic link that leads outside the output root."""
+    for folder, names, files in os.walk(stage_dir):  # does not follow links into other folders
+        for name in names + files:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+                raise AlignpipeError(f"{path} links to {path.resolve()}, outside run.output_root {root}: a run writes "
+                                     "only inside its output root. Remove the link.")
+
+
 def check_output_root(recipe: Recipe) -> None:
     """run.output_root must be a directory, or a path where one can be created: checked before anything loads."""
     root = Path(recipe.run.output_root)
@@ -59,6 +69,7 @@ def open_stage_dir(recipe: Recipe, stage: str) -> tuple[Path, Path | None]:
     """
     stage_dir = stage_dir_for(recipe, stage)
     take_stage_lock(stage_dir, recipe.run.break_lock)
+    refuse_links_out(stage_dir, Path(recipe.run.output_root))
     contents = [path for path in stage_dir.iterdir() if path.name != LOCK]
     if not (stage_dir / MANIFEST).is_file():
         if contents:

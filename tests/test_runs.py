@@ -40,6 +40,15 @@ def test_a_stage_directory_never_resolves_outside_the_output_root(tmp_path):
     (tmp_path / "runs" / "linked").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(AlignpipeError, match="outside run.output_root"):
         runs.stage_dir_for(recipe_in(tmp_path, "linked"), "sft")
+    # A link inside an interrupted stage would let a resumed run write elsewhere: refused too.
+    stage_dir = runs.stage_dir_for(recipe, "sft")
+    stage_dir.mkdir(parents=True)
+    (stage_dir / "checkpoints").symlink_to(tmp_path / "elsewhere")
+    try:
+        with pytest.raises(AlignpipeError, match=r"checkpoints links to .*elsewhere, outside run.output_root"):
+            runs.open_stage_dir(recipe, "sft")
+    finally:
+        runs.release_stage_locks()
 
 
 def test_the_output_root_must_be_a_directory_or_creatable(tmp_path):

@@ -4,8 +4,8 @@
 
 Each case is one of tests/test_hostile_inputs.py (the same inputs, there run in-process). Here each runs as a real
 `python -m alignpipe.cli ...` or `python -m data_prep ...` process from a scratch folder, and the table shows its
-exit code, whether a traceback was printed, and every path created outside run.output_root (the scratch folder and
-its parent are compared before and after). Then: a 50 MB single-line data file with the default limit (how long
+exit code, whether a traceback was printed, and every path created outside run.output_root (a private folder around
+the scratch folder is compared before and after). Then: a 50 MB single-line data file with the default limit (how long
 until the error), and two `alignpipe sft` of one run.name started a second apart (their exit codes).
 """
 
@@ -39,9 +39,10 @@ def listing(folder: Path, output_root: Path) -> set[Path]:
 
 
 def main() -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="hostile-"))
+    outer = Path(tempfile.mkdtemp(prefix="hostile-"))  # private: watched for anything written outside the root
+    scratch = outer / "scratch"
     work = scratch / "work"
-    work.mkdir()
+    work.mkdir(parents=True)
     model_dir, data_dir = build_tiny_model(scratch)
     recipe = work / "tiny.yaml"
     recipe.write_text(tiny_recipe_text(work, Path(model_dir), data_dir / "sft_train.jsonl",
@@ -51,9 +52,9 @@ def main() -> None:
     inputs = cases(work, recipe)  # writes the bad files into the scratch folder
     for name in CASE_NAMES:
         which, argv, expected = inputs[name]
-        before = listing(scratch.parent, output_root)
+        before = listing(outer, output_root)
         code, err, seconds = run("alignpipe.cli" if which == "alignpipe" else "data_prep", argv, work)
-        created = sorted(str(path) for path in listing(scratch.parent, output_root) - before)
+        created = sorted(str(path.relative_to(outer)) for path in listing(outer, output_root) - before)
         message = err.strip().splitlines()[-1][:110] if err.strip() else ""
         ok = "" if code == 2 and "Traceback" not in err and expected in err and not created else " **FAIL**"
         print(f"| {name}{ok} | {code} | {'yes' if 'Traceback' in err else 'no'} | {created or 'nothing'} | "
@@ -61,8 +62,11 @@ def main() -> None:
 
     huge = work / "huge.jsonl"
     huge.write_bytes(b'{"text": "' + b"x" * 50_000_000 + b'"}\n')
-    code, err, seconds = run("alignpipe.cli", ["sft", str(recipe), f"data.train={huge}"], work)
-    print(f"\n50 MB line, default data.max_line_bytes: exit {code} after {seconds:.1f} s: {err.strip().splitlines()[-1][:160]}")
+    small = work / "small_bad.jsonl"
+    small.write_bytes(b"{broken\n")
+    for label, path in (("50 MB line, default data.max_line_bytes", huge), ("for comparison, a short bad line", small)):
+        code, err, seconds = run("alignpipe.cli", ["sft", str(recipe), f"data.train={path}"], work)
+        print(f"\n{label}: exit {code} after {seconds:.1f} s (the whole process): {err.strip().splitlines()[-1][:150]}")
 
     command = [sys.executable, "-m", "alignpipe.cli", "sft", str(recipe), "run.name=race", "train.max_steps=60",
                "train.batch_size=1"]
@@ -74,7 +78,7 @@ def main() -> None:
         last = process.stderr.read().strip().splitlines()
         print(f"two runs of one stage: {label} pid {process.pid} exit {code}"
               + (f": {last[-1][:200]}" if code else ""))
-    print(f"\nscratch folder: {scratch}")
+    print(f"\nscratch folder: {outer}")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def _decode_json_array(path: Path, decoder: json.JSONDecoder) -> Iterator[Record
             except ValueError:  # incomplete element (or an empty buffer): read more, or fail at end of file
                 if len(buffer) - position > max_line_bytes():  # one record, too long to be data: stop reading it
                     raise AlignpipeError(f"{path}: record {index + 1} is longer than the limit of {max_line_bytes()} "
-                                         "bytes (--max-line-bytes raises it).")
+                                         "characters (--max-line-bytes raises it).")
                 chunk = handle.read(1 << 20)
                 if not chunk:
                     break

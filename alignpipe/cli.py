@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from alignpipe.errors import AlignpipeError
+from alignpipe.jsonl_reader import DEFAULT_MAX_LINE_BYTES, line_limit
 
 DEFAULT_RECIPE = "recipes/demo.yaml"
 # Exit codes of every command (README): 1 is an unexpected crash (a traceback, please report it).
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="build on a parent the safety gate blocked (the override is recorded in the manifest)",
         )
         stage_parser.add_argument(
+            "--break-lock", action="store_true",
+            help="take over the stage's lock left by a run that was killed (the message names it); never a live one",
+        )
+        stage_parser.add_argument(
             "--nproc", type=int, default=1, metavar="N",
             help="train in N processes on this machine (one per GPU) through accelerate with run.accelerate_config "
             "(default ddp); rank 0 writes the run directory and runs the gate",
@@ -115,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gate.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
     gate.add_argument("overrides", nargs="*", metavar="gate.KEY=VALUE", help="gate settings for this run")
+    gate.add_argument("--break-lock", action="store_true", help="take over the stage's lock left by a killed run")
 
     generate = commands.add_parser(
         "generate",
@@ -193,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     reward.add_argument("stage_dir", type=Path, help="an rm stage directory, e.g. runs/demo/rm")
     reward.add_argument("--input", type=Path, required=True)
     reward.add_argument("--output", type=Path, required=True)
+    reward.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
+                        help="a longer input line is an error (default %(default)s)")
     reward.add_argument("--batch-size", type=int, default=8)
     toxicity = scorers.add_parser(
         "toxicity",
@@ -205,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     toxicity.add_argument("--input", type=Path, required=True)
     toxicity.add_argument("--output", type=Path, required=True)
+    toxicity.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
+                        help="a longer input line is an error (default %(default)s)")
     toxicity.add_argument("--field", default="text", help="the string field to score (default: text)")
     toxicity.add_argument("--model", default=None,
                           help="default | learned | lexicon | a Hugging Face text classifier (path or hub id)")
@@ -274,12 +284,24 @@ def gpu_names() -> list[str]:
     return list(GPUS)
 
 
-def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: int = 1) -> int:
-    from alignpipe.config import load_recipe, recipe_as_yaml
+def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: int = 1, break_lock: bool = False) -> int:
+    from alignpipe import runs
+    from alignpipe.config import load_recipe, missing_required_keys, recipe_as_yaml
     from alignpipe.runs import MANIFEST, is_main_process, read_manifest, stage_dir_for, world_size
 
     recipe_path, overrides = split_recipe_and_overrides(items)
-    recipe = load_recipe(recipe_path, stage, overrides + (["run.force=true"] if force else []))
+    flags = (["run.force=true"] if force else []) + (["run.break_lock=true"] if break_lock else [])
+    recipe = load_recipe(recipe_path, stage, overrides + flags)
+    # Checked before anything loads, and by --dry-run: where the run goes, and what it cannot start without.
+    problems = missing_required_keys(recipe)
+    if problems:
+        raise AlignpipeError(f"Invalid recipe {recipe_path} for the {stage} stage:\n  " + "\n  ".join(problems))
+    runs.check_output_root(recipe)
+    runs.stage_dir_for(recipe, stage)
+    if recipe.model.base != "embedded":
+        from alignpipe.models import check_model_reference
+
+        check_model_reference(recipe.model.base)
     if is_main_process():
         print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe, stage)}", flush=True)
     if nproc < 1:
@@ -287,7 +309,8 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
     if nproc > 1 and world_size() == 1 and not dry_run:  # not yet launched: launch N copies of this command
         from alignpipe.launch import launch_stage
 
-        code = launch_stage(stage, items, force, nproc, recipe.run.accelerate_config)
+        code = launch_stage(stage, items + (["run.break_lock=true"] if break_lock else []), force, nproc,
+                            recipe.run.accelerate_config)
         # Rank 0's exit code 3 reaches us through accelerate as a failure: the manifest says what happened.
         manifest = stage_dir_for(recipe, stage) / MANIFEST
         blocked = manifest.is_file() and read_manifest(manifest.parent).get("status") == "blocked"
@@ -301,10 +324,16 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
         return 0
     from alignpipe.stages import rlhf, rm, sft
 
-    stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
-    if not is_main_process():
-        return 0  # rank 0 gates the stage once
-    return gate_after_training(stage_dir, recipe.gate.enabled)
+    try:
+        stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
+        if not is_main_process():
+            return 0  # rank 0 gates the stage once
+        return gate_after_training(stage_dir, recipe.gate.enabled)
+    except BaseException as error:  # whatever failed after the stage directory was taken: it ends `failed`, not `running`
+        runs.record_failure(runs.stage_dir_for(recipe, stage), error)
+        raise
+    finally:
+        runs.release_stage_locks()  # the stage and its gate wrote under one lock
 
 
 def gate_after_training(stage_dir: Path, enabled: bool) -> int:
@@ -338,7 +367,8 @@ def check_template(command: str, items: list[str], stage: str, n: int, with_ids:
 
     recipe_path, overrides = split_recipe_and_overrides(items)
     recipe = load_recipe(recipe_path, stage, overrides)
-    tokenizer, records, assistant_only = template_check.stage_tokenizer_and_records(recipe, stage)
+    with line_limit(recipe.data.max_line_bytes):
+        tokenizer, records, assistant_only = template_check.stage_tokenizer_and_records(recipe, stage)
     if command == "check-template":
         checked, problems = template_check.check_records(tokenizer, records, assistant_only, limit=n)
         if problems:
@@ -365,6 +395,19 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def stop_cleanly_on_sigterm() -> None:
+    """`kill PID` (SIGTERM) unwinds like an error: the stage is marked failed and its lock released. Only kill -9 can
+    leave a `running` stage and a stale lock behind (the next run names it; --break-lock takes it over)."""
+    import signal
+    import threading
+
+    def stop(signal_number: int, frame: object) -> None:
+        raise SystemExit(128 + signal_number)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -374,9 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     quiet_libraries()
+    stop_cleanly_on_sigterm()
     try:
         if args.command in ("sft", "rm", "rlhf"):
-            return run_stage(args.command, args.items, args.dry_run, args.force, args.nproc)
+            return run_stage(args.command, args.items, args.dry_run, args.force, args.nproc, args.break_lock)
         elif args.command == "plan":
             plan_recipe(args.items, args.stage, args.gpu, args.mfu, args.nproc, args.json)
         elif args.command == "gate":
@@ -384,8 +428,12 @@ def main(argv: list[str] | None = None) -> int:
             from alignpipe.gate.gate import gate_stage
             from alignpipe.runs import read_manifest
 
+            from alignpipe.runs import stage_lock
+
             settings = regate_settings(read_manifest(args.stage_dir)["recipe"], args.overrides)
-            return EXIT_BLOCKED if gate_stage(args.stage_dir, settings) == "block" else EXIT_OK
+            with stage_lock(args.stage_dir, args.break_lock):  # one writer: not while the stage or another gate runs
+                verdict = gate_stage(args.stage_dir, settings)
+            return EXIT_BLOCKED if verdict == "block" else EXIT_OK
         elif args.command == "generate":
             from alignpipe import models
 
@@ -402,7 +450,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "score" and args.scorer == "reward":
             from alignpipe.reward import score_file
 
-            count = score_file(args.stage_dir, args.input, args.output, args.batch_size)
+            with line_limit(args.max_line_bytes):
+                count = score_file(args.stage_dir, args.input, args.output, args.batch_size)
             print(f"Scored {count} lines -> {args.output}")
         elif args.command == "score" and args.scorer == "refusal":
             from alignpipe.gate.refusal import score_refusal_file
@@ -428,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "score":
             from alignpipe.gate.toxicity import score_toxicity_file
 
-            count = score_toxicity_file(args.input, args.field, args.output, args.model)
+            with line_limit(args.max_line_bytes):
+                count = score_toxicity_file(args.input, args.field, args.output, args.model)
             print(f"Scored {count} lines -> {args.output}")
     except AlignpipeError as error:
         print(f"alignpipe: error: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from alignpipe.errors import AlignpipeError
 
 STAGES = ("sft", "rm", "rlhf")
+RUN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+REQUIRED_KEYS = {"data.train": "the training JSONL file of the stage"}
 
 
 class Section(BaseModel):
@@ -27,8 +30,11 @@ class Section(BaseModel):
 
 
 class RunConfig(Section):
-    name: str = Field("demo", description="Run directory is <output_root>/<name>/<stage>.")
-    output_root: str = Field("runs", description="Folder that holds all runs.")
+    name: str = Field(
+        "demo", description="Run directory is <output_root>/<name>/<stage>: one folder name of letters, digits, "
+        "'-', '_' and '.', so that a run stays inside output_root."
+    )
+    output_root: str = Field("runs", description="Folder that holds all runs (a directory, or one that can be created).")
     resume: bool = Field(
         True,
         description="Resume an interrupted stage from its last checkpoint; false moves the interrupted "
@@ -44,6 +50,18 @@ class RunConfig(Section):
         description="Multi-process engine for --nproc N: ddp, fsdp, deepspeed-zero2, deepspeed-zero3 "
         "(recipes/accelerate/NAME.yaml) or the path of any accelerate config file.",
     )
+    break_lock: bool = Field(
+        False, description="Take over a stage's lock file left by a run that is gone (killed, or on another host). "
+        "Set by --break-lock; a lock held by a live process on this host is never broken."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def one_safe_folder_name(cls, value: str) -> str:
+        if not RUN_NAME.fullmatch(value) or ".." in value or not value.strip("."):
+            raise ValueError("must be one folder name of letters, digits, '-', '_' and '.' (no '/', no '..', not "
+                             "absolute), so that the run stays inside run.output_root; e.g. run.name=try-2")
+        return value
 
 
 class ModelConfig(Section):
@@ -79,10 +97,14 @@ class DataConfig(Section):
     eval: str | None = Field(None, description="Held-out JSONL file; if absent, eval_fraction of train is held out.")
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out when data.eval is unset.")
     skip_invalid: bool = Field(False, description="Skip and count invalid lines instead of stopping at the first.")
+    max_line_bytes: int = Field(
+        1_000_000, ge=1, description="A longer line is an invalid line (read past, never tokenized): a guard against "
+        "a runaway line; raise it for real long documents."
+    )
 
 
 class TrainConfig(Section):
-    max_steps: int = Field(100, description="Optimizer steps; -1 trains for `epochs` instead.")
+    max_steps: int = Field(100, description="Optimizer steps (at least 1); -1 trains for `epochs` instead.")
     epochs: float = Field(1.0, gt=0)
     learning_rate: float = Field(2e-4, gt=0)
     batch_size: int = Field(4, ge=1, description="Per-device batch size.")
@@ -104,6 +126,14 @@ class TrainConfig(Section):
         "needs `pip install liger-kernel`."
     )
     torch_compile: bool = Field(False, description="Compile the model with torch.compile (slow first steps).")
+
+    @field_validator("max_steps")
+    @classmethod
+    def steps_or_epochs(cls, value: int) -> int:
+        # transformers reads 0 and other negatives as "not set" and silently trains a whole epoch instead.
+        if value != -1 and value < 1:
+            raise ValueError("must be at least 1, or -1 to train for train.epochs instead")
+        return value
 
 
 class GateToxicityConfig(Section):
@@ -303,7 +333,8 @@ def load_recipe(path: str | Path, stage: str, overrides: list[str]) -> Recipe:
     """Read a recipe for one stage, apply command-line overrides, and validate everything at once."""
     raw = read_yaml(path)
     override_pairs = [parse_override(text) for text in overrides]
-    problems = [
+    problems = [] if raw else [empty_recipe_problem(path)]
+    problems += [
         f"{section} must be a mapping of keys ({path}), not {type(raw[section]).__name__}"
         for section in (*SHARED_SECTIONS, *STAGES)
         if raw.get(section) is not None and not isinstance(raw[section], dict)
@@ -328,9 +359,31 @@ def load_recipe(path: str | Path, stage: str, overrides: list[str]) -> Recipe:
             if item["type"] != "extra_forbidden":  # unknown keys are already reported, with suggestions
                 where = ".".join(str(part) for part in item["loc"])
                 problems.append(f"{where}: {item['msg']} (got {item['input']!r})")
+    else:
+        from alignpipe.training import training_problems  # imports transformers: only once the recipe parsed
+
+        problems += training_problems(recipe)
     if problems:
         raise AlignpipeError(f"Invalid recipe {path}:\n  " + "\n  ".join(problems))
     return recipe
+
+
+def empty_recipe_problem(path: str | Path) -> str:
+    required = "; ".join(f"{key} ({what})" for key, what in REQUIRED_KEYS.items())
+    return (f"the recipe is empty; a recipe needs at least {required}, and every other key has a default "
+            "(recipes/demo.yaml shows them all)")
+
+
+def missing_required_keys(recipe: Recipe) -> list[str]:
+    """Required keys that are unset, each with what it is: a stage cannot start without them."""
+    return [f"{key} is required: {what}" for key, what in REQUIRED_KEYS.items()
+            if _get_dotted(recipe, key.split(".")) is None]
+
+
+def _get_dotted(tree: Any, parts: list[str]) -> Any:
+    for part in parts:
+        tree = getattr(tree, part)
+    return tree
 
 
 def _deep_update(target: dict[str, Any], overrides: dict[str, Any]) -> None:
@@ -347,12 +400,21 @@ def _mapping(value: Any) -> dict[str, Any]:
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise AlignpipeError(f"Recipe {path} is a directory, not a YAML file.")
     if not path.is_file():
         raise AlignpipeError(f"Recipe file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise AlignpipeError(f"Recipe {path} is not UTF-8 text (byte {error.start + 1} is 0x{error.object[error.start]:02x}); "
+                             "a recipe is a YAML text file such as recipes/demo.yaml.") from None
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise AlignpipeError(f"Recipe {path} is not valid YAML: {error}") from None
+    except RecursionError:
+        raise AlignpipeError(f"Recipe {path} is not a recipe: its YAML nests too deeply.") from None
     if not isinstance(raw, dict):
         raise AlignpipeError(f"Recipe {path} must be a mapping of sections (run:, model:, ...), not {type(raw).__name__}")
     return raw

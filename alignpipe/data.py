@@ -14,30 +14,14 @@ from typing import Any
 from datasets import Dataset
 
 from alignpipe.errors import AlignpipeError
+from alignpipe.jsonl_reader import BadLine, iter_json_lines, line_limit
 
 ROLES = ("system", "user", "assistant")
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, Any]]:
-    """(line number, parsed object) for every non-blank line; a line that is not JSON is an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise AlignpipeError(f"Data file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((line_number, json.loads(line)))
-            except json.JSONDecodeError as error:
-                rows.append((line_number, _Invalid(f"not valid JSON ({error.msg})")))
-    return rows
-
-
-class _Invalid:
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+    """(line number, parsed object or BadLine) for every non-blank line; see jsonl_reader for what a bad line is."""
+    return list(iter_json_lines(path))
 
 
 def messages_problem(messages: Any, key: str) -> str | None:
@@ -53,7 +37,7 @@ def messages_problem(messages: Any, key: str) -> str | None:
 
 def sft_record_problem(record: Any) -> str | None:
     """Why a record is not SFT data ({"messages": [...]} or {"text": "..."}), or None if it is."""
-    if isinstance(record, _Invalid):
+    if isinstance(record, BadLine):
         return record.reason
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
@@ -77,12 +61,11 @@ def load_valid_records(path: str | Path, problem_of: Any, skip_invalid: bool) ->
         problem = problem_of(record)
         if problem is None:
             records.append(record)
-        elif skip_invalid:
-            skipped.append(f"{path}:{line_number}: {problem}")
         else:
-            raise AlignpipeError(
-                f"{path}:{line_number}: {problem}. Fix the line, or set data.skip_invalid=true to skip bad lines."
-            )
+            skipped.append(f"{path}:{line_number}: {problem}")
+    if skipped and not skip_invalid:  # the first bad line, and how many there are in all
+        more = f" ({len(skipped) - 1} more invalid line(s) in the file)" if len(skipped) > 1 else ""
+        raise AlignpipeError(f"{skipped[0]}{more}. Fix the line, or set data.skip_invalid=true to skip bad lines.")
     if skipped:
         print(f"warning: skipped {len(skipped)} invalid line(s) in {path}; first: {skipped[0]}", flush=True)
     if not records:
@@ -103,9 +86,10 @@ def load_train_and_eval(
     """Training and held-out records: data.eval if given, else a seeded data.eval_fraction of data.train."""
     if data_config.train is None:
         raise AlignpipeError(f"data.train is not set: give a JSONL file of {what}.")
-    train = load_records(data_config.train, data_config.skip_invalid)
-    if data_config.eval is not None:
-        return train, load_records(data_config.eval, data_config.skip_invalid)
+    with line_limit(data_config.max_line_bytes):
+        train = load_records(data_config.train, data_config.skip_invalid)
+        if data_config.eval is not None:
+            return train, load_records(data_config.eval, data_config.skip_invalid)
     return split_train_eval(train, data_config.eval_fraction, seed)
 
 
@@ -129,7 +113,9 @@ def records_to_score(input_path: Path, field: str, output_path: Path) -> list[di
     """
     if output_path.exists():
         raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
-    rows = read_jsonl(input_path)
+    from alignpipe.jsonl_reader import read_valid_json_lines
+
+    rows = read_valid_json_lines(input_path)
     if not rows:
         raise AlignpipeError(f"{input_path} holds no lines to score.")
     for line_number, record in rows:
@@ -207,7 +193,7 @@ def assistant_turn_renderings(messages: list[dict[str, str]], tokenizer: Any) ->
 
 def preference_record_problem(record: Any) -> str | None:
     """Why a record is not a preference pair, or None. Accepts explicit-prompt, implicit-prompt and string pairs."""
-    if isinstance(record, _Invalid):
+    if isinstance(record, BadLine):
         return record.reason
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
@@ -230,6 +216,15 @@ def preference_record_problem(record: Any) -> str | None:
     if "margin" in record and not isinstance(record["margin"], (int, float)):
         return "'margin' must be a number"
     return None
+
+
+def trainable_pair_problem(record: Any) -> str | None:
+    """preference_record_problem, and a pair whose chosen equals its rejected: it has no preference to learn (the
+    DPO-family losses see no margin, a reward model no difference, KTO the same answer as good and as bad)."""
+    problem = preference_record_problem(record)
+    if problem is None and (pair := normalize_preference(record))["chosen"] == pair["rejected"]:
+        return "'chosen' equals 'rejected' (after the shared prompt), so the pair teaches nothing"
+    return problem
 
 
 def normalize_preference(record: dict[str, Any]) -> dict[str, Any]:
@@ -256,14 +251,8 @@ def normalize_preference(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_preference_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
-    """Validated, normalized pairs; pairs whose chosen equals rejected teach nothing and are skipped and counted."""
-    records = load_valid_records(path, preference_record_problem, skip_invalid)
-    normalized = [normalize_preference(record) for record in records]
-    pairs = [pair for pair in normalized if pair["chosen"] != pair["rejected"]]
-    if len(pairs) < len(normalized):
-        print(f"warning: skipped {len(normalized) - len(pairs)} pair(s) in {path} whose chosen equals rejected")
-    if not pairs:
-        raise AlignpipeError(f"{path} holds no usable preference pairs (every chosen equals its rejected).")
+    """Validated, normalized pairs; a pair whose chosen equals its rejected is an invalid line like any other."""
+    pairs = [normalize_preference(record) for record in load_valid_records(path, trainable_pair_problem, skip_invalid)]
     if len({"margin" in pair for pair in pairs}) > 1:
         raise AlignpipeError(f"{path}: 'margin' must be given on every pair or on none.")
     return pairs
@@ -275,7 +264,7 @@ def as_messages(value: str | list[dict[str, str]], role: str) -> list[dict[str, 
 
 def prompt_record_problem(record: Any) -> str | None:
     """Why a record gives no prompt for online RL, or None. Prompt-only lines, pairs and KTO lines all do."""
-    if isinstance(record, _Invalid):
+    if isinstance(record, BadLine):
         return record.reason
     if not isinstance(record, dict):
         return f"expected a JSON object, got {type(record).__name__}"
@@ -301,7 +290,7 @@ def load_prompt_records(path: str | Path, skip_invalid: bool) -> list[dict[str, 
 def unpaired_record_problem(record: Any) -> str | None:
     """Why a record is neither a KTO line {"prompt", "completion", "label"} nor a preference pair, or None."""
     if isinstance(record, dict) and ("chosen" in record or "rejected" in record):
-        return preference_record_problem(record)
+        return trainable_pair_problem(record)
     problem = prompt_record_problem(record)
     if problem is not None:
         return problem

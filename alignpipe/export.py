@@ -16,7 +16,10 @@ everything is written into a staging folder that becomes --out only when every c
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -111,10 +114,13 @@ def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "
         raise AlignpipeError(f"--quant {quant} is not offered; choose one of {', '.join(GGUF_QUANTS)}.")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.exporting-", dir=out_dir.parent))
-    staging.chmod(0o755)  # mkdtemp's private mode would carry over to the export
+    remove_interrupted_exports(out_dir.parent)
+    # The owner in the name lets the next export tell an interrupted staging folder from a live one.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}{STAGING_MARK}{os.getpid()}@{socket.gethostname()}-",
+                                    dir=out_dir.parent))
     try:
         record = _export_into(stage_dir, manifest, staging, out_dir.name, fmt, quant, AutoModelForCausalLM)
+        runs.normalize_modes(staging)  # mkdtemp's 0700 and the weight shards' 0600 would carry over to the export
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         staging.rename(out_dir)
@@ -122,6 +128,31 @@ def export_stage(stage_dir: Path, out_dir: Path, fmt: str = "hf", quant: str = "
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return record
+
+
+STAGING_MARK = ".exporting-"
+STAGING_OWNER = re.compile(re.escape(STAGING_MARK) + r"(\d+)@(.+)-[^-]+$")
+
+
+def remove_interrupted_exports(parent: Path) -> list[Path]:
+    """Delete the staging folders that killed exports left in `parent` (their process is gone), naming each; a
+    staging folder of a live export, or of another host, is left alone and named too."""
+    removed = []
+    for folder in sorted(parent.glob(f".*{STAGING_MARK}*")):
+        owner = STAGING_OWNER.search(folder.name)
+        holder = {"pid": int(owner.group(1)), "host": owner.group(2)} if owner else {}
+        alive = runs.process_alive(holder)
+        if not folder.is_dir() or alive is not False:
+            why = "its export is running" if alive else ("on another host" if holder else "written by an older alignpipe")
+            print(f"note: left {folder} alone, an export's staging folder ({why}); delete it once no export into "
+                  f"{parent} runs.", flush=True)
+            continue
+        size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"Removed {folder}: an interrupted export's staging folder ({size / 2**20:.0f} MiB; its process "
+              f"{holder['pid']} is gone).", flush=True)
+        removed.append(folder)
+    return removed
 
 
 def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, name: str, fmt: str, quant: str,

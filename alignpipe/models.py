@@ -33,8 +33,54 @@ DEFAULT_CHAT_TEMPLATE = (
 
 
 def resolve_base(base: str) -> str:
-    """A loadable path or hub id for `model.base`."""
-    return str(embedded_model_dir()) if base == EMBEDDED_NAME else base
+    """A loadable path or hub id for `model.base`; a local path must be a model directory."""
+    if base == EMBEDDED_NAME:
+        return str(embedded_model_dir())
+    check_model_reference(base)
+    return base
+
+
+def check_model_reference(reference: str) -> None:
+    """Refuse, with a message saying what is wrong, a path that is not a model directory and is no hub id either."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise AlignpipeError(f"{reference} has no config.json: not a model directory (a Hugging Face model folder "
+                                 "holds config.json, the weights and the tokenizer files).")
+        return
+    if path.exists():
+        raise AlignpipeError(f"{reference} is a file, not a model directory; give the folder that holds config.json.")
+    try:
+        validate_repo_id(reference)
+    except HFValidationError as error:
+        raise AlignpipeError(f"no such model directory: {reference} (and not a hub id: {error})") from None
+
+
+def base_lineage(base: str) -> dict[str, Any]:
+    """Exactly which weights `model.base` named, for the manifest: a hub id with the commit it resolved to in the
+    local hub cache, or a local folder with the sha256 of its weights (of the index, for sharded weights)."""
+    path = Path(resolve_base(base))
+    if not path.is_dir():
+        return {"source": "hub", "id": base, "revision": hub_revision(base, "model")}
+    from alignpipe.data import file_sha256
+
+    names = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+    weights = next((path / name for name in names if (path / name).is_file()), None)
+    return {"source": "embedded" if base == EMBEDDED_NAME else "local", "path": str(path.resolve()),
+            "weights_file": weights.name if weights else None,
+            "weights_sha256": file_sha256(weights) if weights else None}
+
+
+def hub_revision(repo_id: str, repo_type: str) -> str | None:
+    """The commit hash the hub cache resolves `main` to for a model or dataset repo (None when it is not cached).
+    Read from the cache's refs, offline: what from_pretrained / load_dataset loaded without a revision."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type) / "refs" / "main"
+    return ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
 
 
 def load_tokenizer(path: str, chat_template_file: str | None = None) -> PreTrainedTokenizerBase:
@@ -46,7 +92,10 @@ def load_tokenizer(path: str, chat_template_file: str | None = None) -> PreTrain
         template_path = Path(chat_template_file)
         if not template_path.is_file():
             raise AlignpipeError(f"Chat template file not found: {template_path}")
-        tokenizer.chat_template = template_path.read_text(encoding="utf-8")
+        try:
+            tokenizer.chat_template = template_path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise AlignpipeError(f"Chat template {template_path} is not UTF-8 text (a Jinja template).") from None
     elif not tokenizer.chat_template:
         print(f"warning: the tokenizer of {path} has no chat template; using alignpipe's default "
               "(<|role|> turns ending in EOS). Set model.chat_template to use the model's own format.", flush=True)

@@ -269,7 +269,8 @@ def _steps_for_epochs(recipe: Recipe) -> int:
     train_file = Path(recipe.data.train or "")
     if not train_file.is_file():
         raise AlignpipeError("train.max_steps=-1 trains for epochs; plan needs data.train to count the examples.")
-    examples = sum(1 for line in train_file.open(encoding="utf-8") if line.strip())
+    with train_file.open("rb") as lines:  # bytes: counting lines needs no decoding, and bad bytes are no crash
+        examples = sum(1 for line in lines if line.strip())
     per_step = recipe.train.batch_size * recipe.train.gradient_accumulation_steps
     return max(1, int(examples * recipe.train.epochs / per_step))
 

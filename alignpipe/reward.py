@@ -117,11 +117,12 @@ def conversation_of(record: Any) -> Conversation | None:
 
 def score_file(stage_dir: Path, input_path: Path, output_path: Path, batch_size: int) -> int:
     """`alignpipe score reward`: add `reward` (conversations) or `reward_chosen`/`reward_rejected` (pairs)."""
-    from alignpipe.data import normalize_preference, preference_record_problem, read_jsonl, write_jsonl
+    from alignpipe.data import normalize_preference, preference_record_problem, write_jsonl
+    from alignpipe.jsonl_reader import read_valid_json_lines
 
     if output_path.exists():
         raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
-    rows = read_jsonl(input_path)
+    rows = read_valid_json_lines(input_path)
     if not rows:
         raise AlignpipeError(f"{input_path} holds no lines to score.")
     conversations, slots = [], []  # slots[i] = (row index, field name) for conversations[i]

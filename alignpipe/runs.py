@@ -8,12 +8,16 @@ when training finished; the gate then turns `trained` into `promoted` or `blocke
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,22 +30,50 @@ MANIFEST = "manifest.json"
 
 
 def stage_dir_for(recipe: Recipe, stage: str) -> Path:
-    return Path(recipe.run.output_root) / recipe.run.name / stage
+    """`<output_root>/<run.name>/<stage>`, refused when it resolves outside output_root (a symbolic link out)."""
+    root = Path(recipe.run.output_root)
+    stage_dir = root / recipe.run.name / stage
+    inside = stage_dir.resolve()
+    if not inside.is_relative_to(root.resolve()):
+        raise AlignpipeError(f"{stage_dir} resolves to {inside}, outside run.output_root {root} (through a symbolic "
+                             "link); a run writes only inside its output root. Remove the link or change run.output_root.")
+    return stage_dir
+
+
+def refuse_links_out(stage_dir: Path, root: Path) -> None:
+    """A stage resumed or moved aside must not write through a symbolic link that leads outside the output root."""
+    for folder, names, files in os.walk(stage_dir):  # does not follow links into other folders
+        for name in names + files:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root.resolve()):
+                raise AlignpipeError(f"{path} links to {path.resolve()}, outside run.output_root {root}: a run writes "
+                                     "only inside its output root. Remove the link.")
+
+
+def check_output_root(recipe: Recipe) -> None:
+    """run.output_root must be a directory, or a path where one can be created: checked before anything loads."""
+    root = Path(recipe.run.output_root)
+    existing = next((path for path in (root, *root.parents) if path.exists()), Path("."))
+    if not existing.is_dir():
+        what = "is a file" if existing == root else f"is inside {existing}, a file"
+        raise AlignpipeError(f"run.output_root {root} {what}, not a directory; point it at a folder for the runs.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise AlignpipeError(f"run.output_root {root} cannot be written: {existing} is not writable by you.")
 
 
 def open_stage_dir(recipe: Recipe, stage: str) -> tuple[Path, Path | None]:
-    """Create or reopen the stage directory; return it and the checkpoint to resume from (or None).
+    """Take the stage's lock, then create or reopen the directory; return it and the checkpoint to resume from.
 
-    A finished stage is refused. An interrupted one is resumed (run.resume=true), or moved aside to
-    `<stage>.interrupted-<time>` so that a fresh start overwrites nothing.
+    Everything below happens while holding the lock, so a second run of the same stage cannot resume, move aside or
+    write over a live one. A finished stage is refused. An interrupted one is resumed (run.resume=true), or its
+    contents are moved aside to `<stage>.interrupted-<time>` so that a fresh start overwrites nothing.
     """
     stage_dir = stage_dir_for(recipe, stage)
-    if not stage_dir.exists():
-        stage_dir.mkdir(parents=True)
-        return stage_dir, None
-    manifest_path = stage_dir / MANIFEST
-    if not manifest_path.is_file():
-        if any(stage_dir.iterdir()):
+    take_stage_lock(stage_dir, recipe.run.break_lock)
+    refuse_links_out(stage_dir, Path(recipe.run.output_root))
+    contents = [path for path in stage_dir.iterdir() if path.name != LOCK]
+    if not (stage_dir / MANIFEST).is_file():
+        if contents:
             raise AlignpipeError(f"{stage_dir} exists, is not empty and has no {MANIFEST}; move it or pick run.name.")
         return stage_dir, None
     refuse_finished(stage_dir)
@@ -53,13 +85,125 @@ def open_stage_dir(recipe: Recipe, stage: str) -> tuple[Path, Path | None]:
         print(f"{stage_dir} was interrupted before its first checkpoint; starting it over.", flush=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     aside = stage_dir.with_name(f"{stage_dir.name}.interrupted-{stamp}")
-    stage_dir.rename(aside)
+    aside.mkdir()
+    for path in contents:  # the lock stays where it is: this run keeps holding it
+        path.rename(aside / path.name)
     print(f"Moved the interrupted {stage_dir} to {aside}; starting over.", flush=True)
-    stage_dir.mkdir(parents=True)
     return stage_dir, None
 
 
+# One writer per stage: a lock file in the stage directory, created atomically (O_EXCL), holding who took it.
+LOCK = "alignpipe.lock"
+_held_locks: set[Path] = set()
+
+
+def take_stage_lock(stage_dir: Path, break_stale: bool = False) -> None:
+    """Take the stage's lock or refuse, naming the holder. A lock this process holds already is kept.
+
+    A lock whose process is gone (killed: a clean exit or an error releases it) is stale: reported, and taken over
+    only with --break-lock (run.break_lock=true), never silently. So is one from another host, which cannot be checked.
+    """
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    lock = stage_dir / LOCK
+    if lock.resolve() in _held_locks:
+        return
+    try:
+        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+        holder = read_lock(lock)
+        if process_alive(holder) or not break_stale:
+            raise AlignpipeError(lock_refusal(stage_dir, holder)) from None
+        print(f"warning: --break-lock: taking over the lock of {describe_holder(holder)} on {stage_dir}.", flush=True)
+        lock.unlink(missing_ok=True)
+        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(this_process(), out)
+    if not _held_locks:
+        atexit.register(release_stage_locks)
+    _held_locks.add(lock.resolve())
+
+
+def release_stage_locks() -> None:
+    """Remove the lock files this process holds (at the end of a command, and at exit)."""
+    for lock in list(_held_locks):
+        if read_lock(lock).get("pid") == os.getpid():
+            lock.unlink(missing_ok=True)
+        _held_locks.discard(lock)
+
+
+@contextlib.contextmanager
+def stage_lock(stage_dir: Path, break_stale: bool = False) -> Iterator[None]:
+    """Hold the stage's lock for a block that writes into a finished stage (re-running its gate)."""
+    take_stage_lock(stage_dir, break_stale)
+    try:
+        yield
+    finally:
+        release_stage_locks()
+
+
+def this_process() -> dict[str, Any]:
+    import psutil  # accelerate's dependency
+
+    process = psutil.Process()
+    return {"pid": process.pid, "host": socket.gethostname(), "process_started": process.create_time(),
+            "started_at": now(), "command": " ".join(process.cmdline())[:500]}
+
+
+def read_lock(lock: Path) -> dict[str, Any]:
+    try:
+        holder = json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # gone meanwhile, or being written this very moment
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def process_alive(holder: dict[str, Any]) -> bool | None:
+    """Whether the process {"pid", "host", "process_started"} runs: True or False on this host (a pid reused by a
+    later process counts as gone), None when it cannot be told (another host, or no pid)."""
+    import psutil
+
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return None
+    try:
+        started = psutil.Process(holder["pid"]).create_time()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # another user's process: it exists
+        return True
+    return abs(started - holder.get("process_started", started)) < 1.0
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    if not holder:
+        return "a process that is writing the lock file right now (or left it empty)"
+    return f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started_at')}: {holder.get('command')})"
+
+
+def lock_refusal(stage_dir: Path, holder: dict[str, Any]) -> str:
+    alive = process_alive(holder)
+    where = f"{stage_dir} is locked by {describe_holder(holder)}"
+    if alive:
+        return f"{where}, which is still running: one writer per stage. Wait for it, stop it, or pick another run.name."
+    if alive is False:
+        return (f"{where}, which is no longer running (it was killed). Check that nothing else uses the directory, then "
+                "run again with --break-lock (run.break_lock=true) to take the lock over and resume.")
+    return (f"{where}, which cannot be checked from this host. If that run is gone, run again with --break-lock "
+            "(run.break_lock=true).")
+
+
+def record_failure(stage_dir: Path, error: BaseException) -> None:
+    """A stage this process holds that is still `running` after an error becomes `failed`, with the message."""
+    if (stage_dir / LOCK).resolve() not in _held_locks or not (stage_dir / MANIFEST).is_file():
+        return  # not ours: another run's stage is never touched
+    if read_manifest(stage_dir).get("status") == "running":
+        update_manifest(stage_dir, status="failed", error=f"{type(error).__name__}: {error}", finished_at=now())
+
+
 def refuse_finished(stage_dir: Path) -> None:
+    """Refuse a finished stage, or one a live process is writing (checked early: the lock itself comes later)."""
+    lock = stage_dir / LOCK
+    if is_main_process() and lock.is_file() and lock.resolve() not in _held_locks and process_alive(read_lock(lock)):
+        raise AlignpipeError(lock_refusal(stage_dir, read_lock(lock)))
     if not (stage_dir / MANIFEST).is_file():
         return
     status = read_manifest(stage_dir).get("status")
@@ -242,7 +386,24 @@ def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(manifest, out, indent=2, ensure_ascii=False)
         out.write("\n")
+    os.chmod(temp_path, default_mode())  # mkstemp's is 0600: a group that can see the run could not read it
     os.replace(temp_path, stage_dir / MANIFEST)
+
+
+def default_mode(directory: bool = False) -> int:
+    """The mode open() and mkdir() give under the user's umask: 0644 and 0755 with the usual umask 022."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def normalize_modes(folder: Path) -> None:
+    """Give every file and folder under `folder` the default mode: some writers (mkstemp, the safetensors shard
+    writer of transformers 5) leave files 0600 among 0644 ones."""
+    file_mode, folder_mode = default_mode(), default_mode(directory=True)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(folder_mode if path.is_dir() else file_mode)
 
 
 def update_manifest(stage_dir: Path, **fields: Any) -> dict[str, Any]:
@@ -256,20 +417,19 @@ def new_manifest(
     stage: str, recipe: Recipe, parent: Path | None, data_files: dict[str, str | None], previous: dict[str, Any]
 ) -> dict[str, Any]:
     """The manifest at the start (or restart) of a stage; `previous` keeps metrics of an interrupted attempt."""
-    from alignpipe.data import file_sha256
+    from alignpipe.models import base_lineage
 
     return {
         "stage": stage,
         "status": "running",
         "parent": str(parent) if parent else None,
         "base_model": recipe.model.base,
+        "base_lineage": base_lineage(recipe.model.base),
         "recipe": recipe.model_dump(),
         "metrics": previous.get("metrics", {}),
         "gate": {"verdict": None, "report": None},
         **parent_standing([parent]),
-        "data": {
-            role: {"path": path, "sha256": file_sha256(path)} for role, path in data_files.items() if path is not None
-        },
+        "data": {role: data_lineage(path) for role, path in data_files.items() if path is not None},
         "world_size": world_size(),
         "accelerate_config": recipe.run.accelerate_config if world_size() > 1 else None,
         "versions": library_versions(),
@@ -277,6 +437,16 @@ def new_manifest(
         "started_at": previous.get("started_at") or now(),
         "finished_at": None,
     }
+
+
+def data_lineage(path: str) -> dict[str, Any]:
+    """A data file with its sha256, or a hub dataset id with the commit the local hub cache resolves it to."""
+    from alignpipe.data import file_sha256
+    from alignpipe.models import hub_revision
+
+    if Path(path).is_file():
+        return {"path": path, "sha256": file_sha256(path)}
+    return {"path": path, "sha256": None, "hub_revision": hub_revision(path, "dataset")}
 
 
 def now() -> str:
@@ -356,3 +526,4 @@ def finish_stage(stage_dir: Path, metrics: dict[str, Any], log_history: list[dic
     save_training_curves(log_history, stage_dir / "loss.png", title=title)
     update_manifest(stage_dir, status="trained", metrics=metrics, finished_at=now())
     shutil.rmtree(checkpoints_dir(stage_dir), ignore_errors=True)
+    normalize_modes(stage_dir)

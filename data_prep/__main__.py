@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from alignpipe.errors import AlignpipeError
+from alignpipe.jsonl_reader import DEFAULT_MAX_LINE_BYTES, line_limit
 
 DESCRIPTION = """\
 data_prep: raw files -> clean train/eval JSONL in alignpipe's formats, English and Japanese.
@@ -70,7 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--rejects", type=Path, help="where dropped records go (default: next to OUT, "
                              "OUT.rejects.jsonl)")
             sub.add_argument("--skip-bad-lines", action="store_true",
-                             help="send lines that are not JSON to the rejects file instead of stopping")
+                             help="send bad lines (not JSON, not UTF-8, longer than --max-line-bytes, nested too "
+                             "deeply) to the rejects file with the reason, instead of stopping at the first")
+        sub.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
+                         help="a longer input line (a longer record of a .json array) is a bad line "
+                         "(default %(default)s)")
         return sub
 
     convert = command("convert", "convert alpaca, sharegpt, messages, hh-rlhf, pairs or raw text to our JSONL")
@@ -101,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "text, chosen answer) scores above this with the gate's toxicity scorer, e.g. 0.5")
     filters.add_argument("--toxicity-model", help="a Hugging Face toxicity classifier (path) instead of the offline "
                          "EN/JA lexicon scorer")
+    filters.add_argument("--allow-empty", action="store_true",
+                         help="write an empty output when no record passes (by default that is an error)")
 
     command("pii", "mask e-mails, phones, credit cards, IP addresses, My Numbers, postal codes; count by kind")
 
@@ -129,6 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default recipes/demo.yaml)")
     stats.add_argument("--tokenizer", help="a tokenizer folder instead of a recipe's")
 
+    for sub in (split, stats):
+        sub.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
+                         help="a longer input line is a bad line (default %(default)s)")
+
     pipeline = commands.add_parser("pipeline", help="run the steps listed in a YAML file, raw file to train/eval",
                                    description="Run data_prep steps from a YAML file (see recipes/data/).",
                                    epilog=EXAMPLES["pipeline"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -156,7 +167,7 @@ def run(args: argparse.Namespace) -> dict:
             min_alpha_ratio=args.min_alpha_ratio, max_symbol_ratio=args.max_symbol_ratio,
             max_boilerplate=args.max_boilerplate, languages=tuple(args.lang.split(",")) if args.lang else None,
             toxicity_max=args.toxicity_max, toxicity_model=args.toxicity_model)
-        return filter_file(args.input, args.output, settings, **common)
+        return filter_file(args.input, args.output, settings, allow_empty=args.allow_empty, **common)
     if args.command == "pii":
         from data_prep.pii import pii_file
 
@@ -182,7 +193,8 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        summary = run(args)
+        with line_limit(getattr(args, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)):
+            summary = run(args)
     except AlignpipeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -126,7 +126,10 @@ def learned_output(data: Any) -> str:
 
 
 def filter_file(input_path: str | Path, output_path: str | Path, settings: FilterSettings,
-                rejects_path: str | Path | None = None, skip_bad_lines: bool = False) -> dict[str, Any]:
+                rejects_path: str | Path | None = None, skip_bad_lines: bool = False,
+                allow_empty: bool = False) -> dict[str, Any]:
+    """Keep the records that pass every chosen check. Keeping none is an error (a wrong --lang, a threshold the
+    wrong way round) unless `allow_empty`: then the output is written empty."""
     if not settings.any_check():
         raise AlignpipeError("filter: no check chosen; give at least one of --min-chars, --max-chars, "
                              "--max-repetition, --min-alpha-ratio, --max-symbol-ratio, --max-boilerplate, --lang, "
@@ -161,6 +164,11 @@ def filter_file(input_path: str | Path, output_path: str | Path, settings: Filte
             if len(batch) >= TOXICITY_BATCH:
                 flush()
         flush()
+        if writer.count == 0 and not allow_empty:
+            rejected = ", ".join(f"{kind} {count}" for kind, count in sorted(rejects.counts.items()))
+            raise AlignpipeError(f"filter kept none of the {read} records of {input_path} (rejected: {rejected}; "
+                                 f"languages read: {dict(languages.most_common())}), so nothing was written. Loosen "
+                                 "the checks, or pass --allow-empty to write an empty output.")
         return {"read": read, "languages_read": dict(languages.most_common())}
 
     return run_streaming(output_path, rejects_path, body)

@@ -34,7 +34,7 @@ STEP_OPTIONS = {
     "pii": set(),
     "dedup": {"exact", "near", "threshold", "ngram"},
     "filter": {"min_chars", "max_chars", "max_repetition", "min_alpha_ratio", "max_symbol_ratio", "max_boilerplate",
-               "lang", "toxicity_max", "toxicity_model"},
+               "lang", "toxicity_max", "toxicity_model", "allow_empty"},
     "decontaminate": {"against", "ngram", "ngram_chars"},
     "split": {"eval_fraction", "seed"},
     "stats": {"recipe", "tokenizer"},
@@ -127,7 +127,7 @@ def run_step(name: str, options: dict[str, Any], source: Path, target: Path, out
             max_boilerplate=o.get("max_boilerplate"),
             languages=tuple(lang.split(",") if isinstance(lang, str) else lang) if lang else None,
             toxicity_max=o.get("toxicity_max"), toxicity_model=o.get("toxicity_model"))
-        return filter_file(source, target, settings)
+        return filter_file(source, target, settings, allow_empty=o.get("allow_empty", False))
     if name == "decontaminate":
         against = o.get("against") or []
         return decontaminate_file(source, target, [against] if isinstance(against, str) else against,

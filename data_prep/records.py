@@ -9,6 +9,7 @@ when complete, and an existing output is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import json
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe.errors import AlignpipeError
+from alignpipe.jsonl_reader import (MAX_DEPTH, BadLine, first_undecodable_line, iter_json_lines, iter_text_lines,
+                                    max_line_bytes, nested_too_deeply)
 
 # The fields that hold text in our formats (DESIGN.md section 3); every other field is carried along untouched.
 TEXT_FIELDS = ("text", "prompt", "messages", "chosen", "rejected", "completion")
@@ -38,16 +41,20 @@ class Record:
 
 
 def iter_records(path: str | Path, bad_lines_to: Rejects | None = None) -> Iterator[Record]:
-    """Every record of a supported input, in order. A JSONL line that is not JSON stops with `file:line`, or, when
-    `bad_lines_to` is given (--skip-bad-lines), goes there as a reject holding the raw line."""
+    """Every record of a supported input, in order. A bad JSONL or TXT line (not JSON, not UTF-8, too long, nested
+    too deeply: see alignpipe/jsonl_reader.py) stops with `file:line`, or, when `bad_lines_to` is given
+    (--skip-bad-lines), goes there as a reject with its reason and the raw line."""
     path = Path(path)
     if not path.exists():
         raise AlignpipeError(f"Input not found: {path}")
-    count = 0
+    count, rejected_before = 0, bad_lines_to.total if bad_lines_to else 0
     for record in _iter_any(path, bad_lines_to):
         count += 1
         yield record
-    if count == 0 and not (bad_lines_to and bad_lines_to.total):
+    if count == 0 and bad_lines_to and bad_lines_to.total > rejected_before:
+        raise AlignpipeError(f"{path} holds no usable record: every line of it is a bad line "
+                             f"({bad_lines_to.total - rejected_before}; the first: {bad_lines_to.first_reason}).")
+    if count == 0:
         raise AlignpipeError(f"{path} is empty: no records in it.")
 
 
@@ -62,35 +69,41 @@ def _iter_any(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
     elif name.endswith(".csv"):
         yield from _iter_csv(path)
     elif name.endswith(".txt"):
-        yield from _iter_txt(path)
+        yield from _iter_txt(path, bad_lines_to)
     elif name.endswith(".parquet"):
         yield from _iter_parquet(path, str(path))
     else:
         raise AlignpipeError(f"{path}: unsupported input type; use {SUPPORTED_INPUTS}.")
 
 
-def _open_text(path: Path) -> Any:
-    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else path.open(encoding="utf-8")
-
-
 def _iter_jsonl(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
-    with _open_text(path) as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield Record(str(path), line_number, json.loads(line))
-            except json.JSONDecodeError as error:
-                reason = f"not valid JSON ({error.msg}, column {error.colno})"
-                if bad_lines_to is None:
-                    raise AlignpipeError(f"{path}:{line_number}: {reason}. Fix the line, or pass --skip-bad-lines to "
-                                         "send such lines to the rejects file.") from None
-                bad_lines_to.add(Record(str(path), line_number, line.rstrip("\n")), "bad_json", reason)
+    yield from _good_lines(path, iter_json_lines(path), bad_lines_to)
+
+
+def _good_lines(path: Path, lines: Iterator[tuple[int, Any]], bad_lines_to: Rejects | None) -> Iterator[Record]:
+    for line_number, value in lines:
+        if not isinstance(value, BadLine):
+            yield Record(str(path), line_number, value)
+        elif bad_lines_to is None:
+            raise AlignpipeError(f"{path}:{line_number}: {value.reason}. Fix the line, or pass --skip-bad-lines to "
+                                 "send such lines to the rejects file.")
+        else:
+            bad_lines_to.add(Record(str(path), line_number, value.raw), value.kind, value.reason)
 
 
 def _iter_json_array(path: Path) -> Iterator[Record]:
     """A JSON array of objects, decoded one element at a time from 1 MiB chunks (no whole-file load)."""
     decoder = json.JSONDecoder()
+    try:
+        yield from _decode_json_array(path, decoder)
+    except UnicodeDecodeError as error:
+        raise AlignpipeError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start} of a 1 MiB block); a "
+                             ".json input must be UTF-8. Convert it, or use .jsonl to skip single bad lines.") from None
+    except RecursionError:
+        raise AlignpipeError(f"{path}: a record is nested too deeply to be data.") from None
+
+
+def _decode_json_array(path: Path, decoder: json.JSONDecoder) -> Iterator[Record]:
     buffer, position, index, finished, lines_before = "", 0, 0, False, 1
     started = False
     with path.open(encoding="utf-8") as handle:
@@ -112,6 +125,9 @@ def _iter_json_array(path: Path) -> Iterator[Record]:
                     raise ValueError
                 value, end = decoder.raw_decode(buffer, position)
             except ValueError:  # incomplete element (or an empty buffer): read more, or fail at end of file
+                if len(buffer) - position > max_line_bytes():  # one record, too long to be data: stop reading it
+                    raise AlignpipeError(f"{path}: record {index + 1} is longer than the limit of {max_line_bytes()} "
+                                         "characters (--max-line-bytes raises it).")
                 chunk = handle.read(1 << 20)
                 if not chunk:
                     break
@@ -119,6 +135,8 @@ def _iter_json_array(path: Path) -> Iterator[Record]:
                 buffer, position = buffer[position:] + chunk, 0
                 continue
             index += 1
+            if nested_too_deeply(value):
+                raise AlignpipeError(f"{path}: record {index} is nested deeper than {MAX_DEPTH} levels.")
             yield Record(str(path), index, value)
             position = end
     if started and not finished:
@@ -129,19 +147,24 @@ def _iter_json_array(path: Path) -> Iterator[Record]:
 def _iter_csv(path: Path) -> Iterator[Record]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        for row in reader:
-            if None in row:  # more cells than the header names
-                raise AlignpipeError(f"{path}:{reader.line_num}: more cells than the header's {len(reader.fieldnames)}"
-                                     " columns (an unquoted comma?).")
-            yield Record(str(path), reader.line_num, dict(row))
+        try:
+            for row in reader:
+                if None in row:  # more cells than the header names
+                    raise AlignpipeError(f"{path}:{reader.line_num}: more cells than the header's "
+                                         f"{len(reader.fieldnames)} columns (an unquoted comma?).")
+                yield Record(str(path), reader.line_num, dict(row))
+        except UnicodeDecodeError:  # a CSV row may span lines, so one bad byte spoils the file
+            raise AlignpipeError(f"{path}:{first_undecodable_line(path)}: not UTF-8 text; a CSV input must be UTF-8 "
+                                 "throughout (convert it, e.g. with iconv).") from None
+        except csv.Error as error:
+            raise AlignpipeError(f"{path}:{reader.line_num}: not a readable CSV row ({error}).") from None
 
 
-def _iter_txt(path: Path) -> Iterator[Record]:
+def _iter_txt(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
     """Plain text: one document per non-empty line."""
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield Record(str(path), line_number, {"text": line.rstrip("\n")})
+    lines = ((number, value if isinstance(value, BadLine) else {"text": value})
+             for number, value in iter_text_lines(path))
+    yield from _good_lines(path, lines, bad_lines_to)
 
 
 def _iter_parquet(path: Path, source: str) -> Iterator[Record]:
@@ -184,6 +207,8 @@ class JsonlWriter:
         self.path = Path(path)
         if self.path.exists():
             raise AlignpipeError(f"Output {self.path} exists; choose another path (outputs are never overwritten).")
+        # Folders made for this output, deepest first: a failed command removes them again (when still empty).
+        self.made_folders = [folder for folder in (self.path.parent, *self.path.parent.parents) if not folder.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.handle = (gzip.open(self.temporary, "wt", encoding="utf-8") if self.path.name.endswith(".gz")
@@ -201,6 +226,9 @@ class JsonlWriter:
     def abort(self) -> None:
         self.handle.close()
         self.temporary.unlink(missing_ok=True)
+        for folder in self.made_folders:
+            with contextlib.suppress(OSError):  # not empty: something else was written there meanwhile
+                folder.rmdir()
 
 
 def rejects_path_for(output: str | Path) -> Path:
@@ -220,6 +248,7 @@ class Rejects:
             raise AlignpipeError(f"Rejects file {self.path} exists; choose another output (outputs are never overwritten).")
         self.writer: JsonlWriter | None = None
         self.counts: dict[str, int] = {}
+        self.first_reason: str | None = None
 
     def add(self, record: Record, kind: str, reason: str) -> None:
         if self.writer is None:
@@ -227,6 +256,7 @@ class Rejects:
         self.writer.write({"source": record.source, "line": record.line, "kind": kind, "reason": reason,
                            "record": record.data})
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.first_reason = self.first_reason or f"{record.where}: {reason}"
 
     @property
     def total(self) -> int:
@@ -253,8 +283,8 @@ def run_streaming(output: str | Path, rejects_file: str | Path | None, body: Cal
     try:
         summary = body(writer, rejects)
     except BaseException:
+        rejects.abort()  # first: the output's writer then removes the folders it made, once they are empty
         writer.abort()
-        rejects.abort()
         raise
     writer.close()
     rejects.close()

@@ -82,3 +82,56 @@ def test_nested_gate_keys_merge_and_are_checked(tmp_path):
     assert recipe.gate.toxicity.model == "my/classifier"
     with pytest.raises(AlignpipeError, match=r"gate.toxicity.modl .*did you mean gate.toxicity.model\?"):
         load_recipe(path, "sft", ["gate.toxicity.modl=x"])
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/some/dir", "a/b", "..", ".", "", "run name", "x..y"])
+def test_run_name_is_one_safe_folder_name(tmp_path, name):
+    with pytest.raises(AlignpipeError, match=r"run.name: .*one folder name"):
+        load_recipe(write(tmp_path, "train: {max_steps: 1}\n"), "sft", [f"run.name={name}"])
+
+
+def test_safe_run_names_pass(tmp_path):
+    assert load_recipe(write(tmp_path, "train: {max_steps: 1}\n"), "sft", ["run.name=try-2_v1.3"]).run.name == "try-2_v1.3"
+
+
+@pytest.mark.parametrize("steps", ["0", "-5"])
+def test_max_steps_at_least_one_or_minus_one_for_epochs(tmp_path, steps):
+    with pytest.raises(AlignpipeError, match="train.max_steps: .*at least 1, or -1"):
+        load_recipe(write(tmp_path, "train: {max_steps: 1}\n"), "sft", [f"train.max_steps={steps}"])
+    assert load_recipe(write(tmp_path, "train: {max_steps: -1}\n"), "sft", []).train.max_steps == -1
+
+
+def test_names_transformers_would_reject_at_the_first_step_are_errors_at_load(tmp_path):
+    path = write(tmp_path, "train: {max_steps: 1}\n")
+    overrides = ["train.optimizer=adamw_trch", "train.lr_scheduler=bogus", "train.report_to=[tensorbord]"]
+    with pytest.raises(AlignpipeError) as error:
+        load_recipe(path, "sft", overrides)
+    message = str(error.value)  # all three together
+    assert "train.optimizer: unknown name 'adamw_trch'; did you mean adamw_torch?" in message
+    assert "train.lr_scheduler: unknown name 'bogus'" in message and "cosine_with_restarts" in message
+    assert "train.report_to: unknown name 'tensorbord'; did you mean tensorboard?" in message
+    with pytest.raises(AlignpipeError, match="needs lr_scheduler_kwargs"):
+        load_recipe(path, "sft", ["train.lr_scheduler=cosine_with_min_lr"])
+    with pytest.raises(AlignpipeError, match="reduce_lr_on_plateau needs periodic evaluation"):
+        load_recipe(path, "sft", ["train.lr_scheduler=reduce_lr_on_plateau"])
+    with pytest.raises(AlignpipeError, match="needs the schedulefree package"):
+        load_recipe(path, "sft", ["train.optimizer=schedule_free_adamw"])
+    recipe = load_recipe(path, "sft", ["train.optimizer=sgd", "train.lr_scheduler=constant_with_warmup"])
+    assert (recipe.train.optimizer, recipe.train.lr_scheduler) == ("sgd", "constant_with_warmup")
+
+
+def test_an_empty_recipe_lists_what_it_needs(tmp_path):
+    for text in ("", "# only a comment\n", "{}\n"):
+        with pytest.raises(AlignpipeError, match=r"the recipe is empty; a recipe needs at least data.train"):
+            load_recipe(write(tmp_path, text), "sft", [])
+
+
+def test_a_binary_or_hostile_recipe_is_an_error_naming_the_file(tmp_path):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(AlignpipeError, match=rf"Recipe {binary} is not UTF-8 text"):
+        load_recipe(binary, "sft", [])
+    with pytest.raises(AlignpipeError, match=rf"Recipe {tmp_path} is a directory"):
+        load_recipe(tmp_path, "sft", [])
+    with pytest.raises(AlignpipeError, match="nests too deeply"):
+        load_recipe(write(tmp_path, "a: " + "[" * 20_000 + "]" * 20_000 + "\n"), "sft", [])

@@ -74,3 +74,35 @@ def test_eval_fraction_holds_out_a_seeded_split():
     assert len(held_out) == 5 and len(train) == 15
     assert held_out == data.split_train_eval(records, 0.25, seed=1)[1]
     assert not {r["text"] for r in train} & {r["text"] for r in held_out}
+
+
+def test_the_first_bad_line_is_named_with_how_many_follow(tmp_path):
+    path = write_jsonl(tmp_path / "train.jsonl", [GOOD, "{x", GOOD, {"text": ""}, "[1"])
+    with pytest.raises(AlignpipeError, match=rf"{path}:2: not valid JSON .*\(2 more invalid line\(s\) in the file\)"):
+        data.load_sft_records(path, skip_invalid=False)
+
+
+def test_hostile_bytes_in_stage_data_are_bad_lines_and_the_limit_is_a_recipe_key(tmp_path, capsys):
+    from alignpipe.config import DataConfig
+
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(b'{"text": "ok"}\n{"text": "\xc3\x28"}\n{"text": "' + b"z" * 2000 + b'"}\n{"text": "ok"}\n')
+    with pytest.raises(AlignpipeError, match=rf"{path}:2: not UTF-8 text"):
+        data.load_sft_records(path, skip_invalid=False)
+    config = DataConfig(train=str(path), skip_invalid=True, max_line_bytes=1000)
+    train, _ = data.load_train_and_eval(config, 0, data.load_sft_records, "text")
+    assert train == [{"text": "ok"}, {"text": "ok"}]
+    assert "skipped 2 invalid line(s)" in capsys.readouterr().out
+    assert data.load_train_and_eval(DataConfig(train=str(path), skip_invalid=True), 0, data.load_sft_records,
+                                    "text")[0][1] == {"text": "z" * 2000}  # under the default 1 MB limit
+
+
+def test_identical_pairs_are_invalid_for_every_preference_loader(tmp_path, capsys):
+    pair = {"prompt": "q", "chosen": "good", "rejected": "bad"}
+    path = write_jsonl(tmp_path / "pairs.jsonl", [pair, {**pair, "rejected": "good"}, {**pair, "rejected": "good"}])
+    for load in (data.load_preference_records, data.load_unpaired_records):
+        with pytest.raises(AlignpipeError, match=rf"{path}:2: 'chosen' equals 'rejected'.*1 more invalid"):
+            load(path, skip_invalid=False)
+    assert len(data.load_preference_records(path, skip_invalid=True)) == 1
+    assert [example["label"] for example in data.load_unpaired_records(path, skip_invalid=True)] == [True, False]
+    assert "skipped 2 invalid line(s)" in capsys.readouterr().out

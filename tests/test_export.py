@@ -99,6 +99,28 @@ def test_a_failed_parity_check_exports_nothing(tiny_sft_stage, tmp_path, monkeyp
     assert not out.exists() and not list(tmp_path.glob(".never.exporting-*"))
 
 
+def test_staging_folders_of_killed_exports_are_removed_and_named_live_ones_kept(tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    killed = tmp_path / f".demo.exporting-{gone.pid}@{host}-abc_1234"
+    live = tmp_path / f".other.exporting-{os.getpid()}@{host}-xyz_9876"
+    foreign = tmp_path / ".third.exporting-17@another-host-qqq_0000"
+    for folder in (killed, live, foreign):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x" * 2**20)
+    assert export.remove_interrupted_exports(tmp_path) == [killed]
+    out = capsys.readouterr().out
+    assert f"Removed {killed}: an interrupted export's staging folder (1 MiB; its process {gone.pid} is gone)" in out
+    assert f"left {live} alone" in out and "its export is running" in out and "on another host" in out
+    assert not killed.exists() and live.exists() and foreign.exists()
+
+
 def _with_offset(compare):
     def shifted(key, name, reference, other, tolerance):
         return compare(key, name, reference, [logits + 1e-3 for logits in other], tolerance)

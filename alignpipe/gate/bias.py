@@ -43,11 +43,18 @@ def load_stereotype_pairs(path: Path) -> list[dict[str, Any]]:
     if path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            missing = [name for name in PAIR_FIELDS if name not in (reader.fieldnames or [])]
-            if missing:
-                raise AlignpipeError(f"{path}: missing column(s) {', '.join(missing)}; a CrowS-Pairs-layout CSV has "
-                                     f"{', '.join(PAIR_FIELDS)}")
-            rows = [(reader.line_num, row) for row in reader]
+            try:
+                missing = [name for name in PAIR_FIELDS if name not in (reader.fieldnames or [])]
+                if missing:
+                    raise AlignpipeError(f"{path}: missing column(s) {', '.join(missing)}; a CrowS-Pairs-layout CSV "
+                                         f"has {', '.join(PAIR_FIELDS)}")
+                rows = [(reader.line_num, row) for row in reader]
+            except UnicodeDecodeError:
+                from alignpipe.jsonl_reader import first_undecodable_line
+
+                raise AlignpipeError(f"{path}:{first_undecodable_line(path)}: not UTF-8 text.") from None
+            except csv.Error as error:
+                raise AlignpipeError(f"{path}:{reader.line_num}: not a readable CSV row ({error}).") from None
     else:
         from alignpipe.data import read_jsonl
 

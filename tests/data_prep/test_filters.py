@@ -101,3 +101,12 @@ def test_no_check_is_an_error_and_non_text_records_are_rejected(tmp_path):
         filter_file(source, tmp_path / "out.jsonl", FilterSettings())
     summary = filter_file(source, tmp_path / "out.jsonl", FilterSettings(min_chars=1))
     assert summary["rejected"] == {"no_text": 1}
+
+
+def test_a_filter_that_keeps_nothing_is_an_error_unless_allowed(tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "An English sentence, plainly."}] * 3)
+    with pytest.raises(AlignpipeError, match=r"kept none of the 3 records .*language 3.*--allow-empty"):
+        filter_file(source, tmp_path / "out.jsonl", FilterSettings(languages=("xx",)))
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.rejects.jsonl").exists()
+    summary = filter_file(source, tmp_path / "out.jsonl", FilterSettings(languages=("xx",)), allow_empty=True)
+    assert summary["written"] == 0 and (tmp_path / "out.jsonl").read_text() == ""

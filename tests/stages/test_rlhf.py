@@ -151,6 +151,14 @@ def test_rlhf_bad_inputs(trained_run, tmp_path, capsys):
     err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=d", f"data.train={prompts}", *point_at_trained_run(trained_run))
     assert f"{prompts}:1: missing 'chosen' and 'rejected'" in err and "grpo" in err
 
+    # Pairs whose chosen equals rejected teach nothing: every offline algorithm refuses them, as rm does, counted.
+    same = write_jsonl(tmp_path / "same.jsonl", [{**pair, "rejected": pair["chosen"]} for pair in separable_pairs(4)])
+    for algorithm in ("kto", "dpo", "orpo", "simpo"):
+        err = fails_cleanly(capsys, "rlhf", trained_run, f"run.name=same-{algorithm}", f"rlhf.algorithm={algorithm}",
+                            f"data.train={same}", *point_at_trained_run(trained_run))
+        assert f"{same}:1: 'chosen' equals 'rejected'" in err and "3 more invalid line(s)" in err, algorithm
+        assert not (trained_run.parent / "runs" / f"same-{algorithm}").exists()
+
 
 def test_a_base_without_chat_template_gets_the_default_with_a_warning(trained_run, tiny_model_dir, tmp_path, capsys):
     from transformers import AutoTokenizer

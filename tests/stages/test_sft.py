@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -50,6 +51,12 @@ def test_sft_trains_and_writes_a_complete_run_directory(tiny_recipe, quantizatio
     assert metrics["eval_loss"] < metrics["eval_loss_base"]  # it learned the held-out answers
     assert (stage_dir / "loss.png").stat().st_size > 0
     assert not (stage_dir / "checkpoints").exists()
+    # Lineage: the exact local weights; and every file readable like the rest (the shard writer's 0600 undone).
+    weights = Path(manifest["recipe"]["model"]["base"]) / "model.safetensors"
+    assert manifest["base_lineage"]["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert {path.stat().st_mode & 0o777 for path in stage_dir.rglob("*") if path.is_file()} == {0o666 & ~umask}
 
     base = AutoModelForCausalLM.from_pretrained(manifest["recipe"]["model"]["base"])
     model = PeftModel.from_pretrained(base, stage_dir / "adapter")
@@ -110,11 +117,38 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_recipe, capsys):
     manifest = json.loads((stage_dir_of(tiny_recipe) / "manifest.json").read_text())
     assert manifest["status"] == "running"  # a killed run cannot say anything else
 
-    assert run_cli("sft", tiny_recipe, "train.max_steps=400", "train.save_steps=5", "train.batch_size=1") == 0
+    # kill -9 left its lock: the next run names the dead holder and resumes only when told to take the lock over.
+    assert run_cli("sft", tiny_recipe, "train.max_steps=400", "train.save_steps=5", "train.batch_size=1") == 2
+    err = capsys.readouterr().err
+    assert f"locked by pid {process.pid}" in err and "no longer running" in err and "--break-lock" in err
+    assert run_cli("sft", tiny_recipe, "train.max_steps=400", "train.save_steps=5", "train.batch_size=1",
+                   "--break-lock") == 0
     assert f"Resuming {stage_dir_of(tiny_recipe)} from checkpoint-{saved[-1]}" in capsys.readouterr().out
+    assert not (stage_dir_of(tiny_recipe) / "alignpipe.lock").exists()  # released at the end
     metrics = json.loads((stage_dir_of(tiny_recipe) / "manifest.json").read_text())["metrics"]
     assert metrics["resumed_from_step"] == saved[-1] > 0
     assert metrics["global_step"] == 400
+
+
+def test_two_runs_of_one_stage_started_a_second_apart_one_writes_the_other_exits_2(tiny_recipe):
+    command = [sys.executable, "-m", "alignpipe.cli", "sft", str(tiny_recipe), "train.max_steps=60",
+               "train.batch_size=1", "train.save_steps=20"]
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(1)
+    second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    results = {process.pid: (process.wait(timeout=600), process.stderr.read()) for process in (first, second)}
+    assert sorted(code for code, _ in results.values()) == [0, 2], results
+    (winner,) = [pid for pid, (code, _) in results.items() if code == 0]
+    (loser_err,) = [err for code, err in results.values() if code == 2]
+    # The loser met the winner's lock while it trained, or (on a slow machine) its finished stage: never both writing.
+    assert f"locked by pid {winner}" in loser_err or "finished stage" in loser_err, loser_err
+    assert "Traceback" not in loser_err
+    stage_dir = stage_dir_of(tiny_recipe)
+    assert sorted(path.name for path in stage_dir.parent.iterdir()) == ["sft"]  # nothing moved aside
+    manifest = json.loads((stage_dir / "manifest.json").read_text())
+    assert manifest["status"] == "promoted" and manifest["metrics"]["global_step"] == 60
+    assert not (stage_dir / "alignpipe.lock").exists()
 
 
 def test_resume_false_moves_an_interrupted_run_aside(tiny_recipe):

@@ -197,11 +197,11 @@ def update_manifest(stage_dir: Path, **fields: Any) -> dict[str, Any]:
 
 
 def new_manifest(
-    stage: str, recipe: Recipe, parent: Path | None, data_files: dict[str, str | None], previous: dict[str, Any]
+    stage: str, recipe: Recipe, parent: Path | None, data_lineage: dict[str, Any], previous: dict[str, Any]
 ) -> dict[str, Any]:
-    """The manifest at the start (or restart) of a stage; `previous` keeps metrics of an interrupted attempt."""
-    from alignpipe.data import file_sha256
-
+    """The manifest at the start (or restart) of a stage; `previous` keeps metrics of an interrupted attempt.
+    `data_lineage` (alignpipe.data.load_train_and_eval) says per split where the data came from, its layout, the
+    rows read, kept and skipped, and a content fingerprint."""
     return {
         "stage": stage,
         "status": "running",
@@ -212,9 +212,7 @@ def new_manifest(
         "gate": {"verdict": None, "report": None},
         "forced": bool(forced_over([parent])),
         "forced_over": forced_over([parent]),
-        "data": {
-            role: {"path": path, "sha256": file_sha256(path)} for role, path in data_files.items() if path is not None
-        },
+        "data": data_lineage,
         "world_size": world_size(),
         "accelerate_config": recipe.run.accelerate_config if world_size() > 1 else None,
         "versions": library_versions(),
@@ -250,7 +248,9 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def start_stage(recipe: Recipe, stage: str, parent: Path | None) -> tuple[Path, Path | None, dict[str, Any]]:
+def start_stage(
+    recipe: Recipe, stage: str, parent: Path | None, data_lineage: dict[str, Any]
+) -> tuple[Path, Path | None, dict[str, Any]]:
     """Open the stage directory and write its `running` manifest; a resumed stage keeps its earlier metrics.
 
     Under --nproc rank 0 opens (or resumes, or moves aside) the directory while the others wait, then they all
@@ -263,8 +263,7 @@ def start_stage(recipe: Recipe, stage: str, parent: Path | None) -> tuple[Path, 
         stage_dir = stage_dir_for(recipe, stage)
         resume_checkpoint = last_checkpoint(stage_dir)
     previous = read_manifest(stage_dir) if resume_checkpoint else {}
-    data_files = {"train": recipe.data.train, "eval": recipe.data.eval}
-    manifest = new_manifest(stage, recipe, parent=parent, data_files=data_files, previous=previous)
+    manifest = new_manifest(stage, recipe, parent=parent, data_lineage=data_lineage, previous=previous)
     write_manifest(stage_dir, manifest)
     return stage_dir, resume_checkpoint, manifest
 

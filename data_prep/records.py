@@ -1,15 +1,14 @@
 """Reading records from any supported file, writing JSONL outputs and rejects, and the text of a record.
 
-Everything streams: records are read one at a time (JSONL line by line, JSON arrays object by object, CSV row by
-row, Parquet and `datasets` directories batch by batch) and written as they come, so memory stays bounded for
-inputs larger than RAM. A bad line is one clear `file:line: reason` error; records a command decides to drop go to
+Everything streams: records are read one at a time (JSONL line by line here; JSON arrays object by object, CSV and
+TSV row by row, Parquet and `datasets` folders batch by batch through alignpipe.sources, as the stages read them)
+and written as they come, so memory stays bounded for inputs larger than RAM. A bad line is one clear `file:line: reason` error; records a command decides to drop go to
 a rejects file with the reason, so nothing disappears silently. Outputs are written to a temporary file and renamed
 when complete, and an existing output is never overwritten.
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import os
@@ -18,23 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe.errors import AlignpipeError
+from alignpipe.sources import Record, Source, read_rows, resolve_source  # noqa: F401  (Record: data_prep's callers)
 
 # The fields that hold text in our formats (DESIGN.md section 3); every other field is carried along untouched.
 TEXT_FIELDS = ("text", "prompt", "messages", "chosen", "rejected", "completion")
-SUPPORTED_INPUTS = ".jsonl, .jsonl.gz, .json, .csv, .txt, .parquet, or a local Hugging Face datasets / Parquet folder"
-
-
-class Record:
-    """One input record and where it came from (`line`: the line in JSONL/CSV/TXT, the row number otherwise)."""
-
-    __slots__ = ("source", "line", "data")
-
-    def __init__(self, source: str, line: int, data: Any) -> None:
-        self.source, self.line, self.data = source, line, data
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}:{self.line}"
 
 
 def iter_records(path: str | Path, bad_lines_to: Rejects | None = None) -> Iterator[Record]:
@@ -52,21 +38,16 @@ def iter_records(path: str | Path, bad_lines_to: Rejects | None = None) -> Itera
 
 
 def _iter_any(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
+    """JSON lines (gzipped too) and .txt here; every other input through alignpipe.sources, as the stages read it."""
     name = path.name.lower()
-    if path.is_dir():
-        yield from _iter_folder(path)
-    elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-        yield from _iter_jsonl(path, bad_lines_to)
-    elif name.endswith(".json"):
-        yield from _iter_json_array(path)
-    elif name.endswith(".csv"):
-        yield from _iter_csv(path)
-    elif name.endswith(".txt"):
+    if path.is_file() and name.endswith(".txt"):
         yield from _iter_txt(path)
-    elif name.endswith(".parquet"):
-        yield from _iter_parquet(path, str(path))
+        return
+    source = Source("jsonl", str(path)) if path.is_file() and name.endswith(".jsonl.gz") else resolve_source(str(path))
+    if source.kind == "jsonl":
+        yield from _iter_jsonl(path, bad_lines_to)
     else:
-        raise AlignpipeError(f"{path}: unsupported input type; use {SUPPORTED_INPUTS}.")
+        yield from read_rows(source, fingerprint=False)[0]
 
 
 def _open_text(path: Path) -> Any:
@@ -88,93 +69,12 @@ def _iter_jsonl(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
                 bad_lines_to.add(Record(str(path), line_number, line.rstrip("\n")), "bad_json", reason)
 
 
-def _iter_json_array(path: Path) -> Iterator[Record]:
-    """A JSON array of objects, decoded one element at a time from 1 MiB chunks (no whole-file load)."""
-    decoder = json.JSONDecoder()
-    buffer, position, index, finished, lines_before = "", 0, 0, False, 1
-    started = False
-    with path.open(encoding="utf-8") as handle:
-        while True:
-            # Skip separators; refill when the buffer runs dry.
-            while position < len(buffer) and buffer[position] in " \t\r\n,":
-                position += 1
-            if not started and position < len(buffer):
-                if buffer[position] != "[":
-                    raise AlignpipeError(f"{path}: a .json input must be a JSON array of records ([{{...}}, ...]); "
-                                         "for one object a line use .jsonl.")
-                started, position = True, position + 1
-                continue
-            if started and position < len(buffer) and buffer[position] == "]":
-                finished = True
-                break
-            try:
-                if position >= len(buffer):
-                    raise ValueError
-                value, end = decoder.raw_decode(buffer, position)
-            except ValueError:  # incomplete element (or an empty buffer): read more, or fail at end of file
-                chunk = handle.read(1 << 20)
-                if not chunk:
-                    break
-                lines_before += buffer.count("\n", 0, position)
-                buffer, position = buffer[position:] + chunk, 0
-                continue
-            index += 1
-            yield Record(str(path), index, value)
-            position = end
-    if started and not finished:
-        line = lines_before + buffer.count("\n", 0, position)
-        raise AlignpipeError(f"{path}:{line}: not valid JSON after record {index} (truncated or malformed array).")
-
-
-def _iter_csv(path: Path) -> Iterator[Record]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        for row in reader:
-            if None in row:  # more cells than the header names
-                raise AlignpipeError(f"{path}:{reader.line_num}: more cells than the header's {len(reader.fieldnames)}"
-                                     " columns (an unquoted comma?).")
-            yield Record(str(path), reader.line_num, dict(row))
-
-
 def _iter_txt(path: Path) -> Iterator[Record]:
     """Plain text: one document per non-empty line."""
     with path.open(encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             if line.strip():
                 yield Record(str(path), line_number, {"text": line.rstrip("\n")})
-
-
-def _iter_parquet(path: Path, source: str) -> Iterator[Record]:
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
-        raise AlignpipeError(f"{path}: not a readable Parquet file ({error}).") from None
-    row = 0
-    for batch in parquet.iter_batches(batch_size=1024):
-        for data in batch.to_pylist():
-            row += 1
-            yield Record(source, row, data)
-
-
-def _iter_folder(path: Path) -> Iterator[Record]:
-    """A `datasets.save_to_disk` folder (memory-mapped Arrow, read lazily) or a folder of Parquet files."""
-    if (path / "dataset_dict.json").exists():
-        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
-        raise AlignpipeError(f"{path} holds several splits ({', '.join(splits)}); give one, e.g. {path / splits[0]}.")
-    if (path / "state.json").exists():
-        from datasets import load_from_disk
-
-        dataset = load_from_disk(str(path))
-        for row, data in enumerate(dataset, start=1):
-            yield Record(str(path), row, data)
-        return
-    parquet_files = sorted(path.rglob("*.parquet"))
-    if not parquet_files:
-        raise AlignpipeError(f"{path} is a folder with neither a saved `datasets` dataset nor Parquet files.")
-    for parquet_file in parquet_files:
-        yield from _iter_parquet(parquet_file, str(parquet_file))
 
 
 class JsonlWriter:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alignpipe import data, models
+from alignpipe.config import DataConfig
 from alignpipe.errors import AlignpipeError
 from conftest import write_jsonl
 
@@ -15,7 +16,7 @@ GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "c
     ("bad_line", "expected"),
     [
         ("{not json", "not valid JSON"),
-        ({"prompt": "no messages here"}, "neither 'messages'"),
+        ({"prompt": "no messages here"}, "no 'messages' for the messages layout"),
         ({"messages": [{"role": "robot", "content": "beep"}]}, "role 'robot'"),
         ({"messages": [{"role": "user", "content": "only a question"}]}, "no assistant message"),
         ({"messages": []}, "non-empty list"),
@@ -24,25 +25,26 @@ GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "c
 def test_bad_line_names_file_and_line(tmp_path, bad_line, expected):
     path = write_jsonl(tmp_path / "train.jsonl", [GOOD, GOOD, bad_line])
     with pytest.raises(AlignpipeError) as error:
-        data.load_sft_records(path, skip_invalid=False)
+        data.load_records(path, "sft", DataConfig(format="messages"))
     assert f"{path}:3:" in str(error.value) and expected in str(error.value)
     assert "data.skip_invalid=true" in str(error.value)
 
 
 def test_skip_invalid_skips_and_counts(tmp_path, capsys):
     path = write_jsonl(tmp_path / "train.jsonl", [GOOD, "{oops", GOOD, {"text": ""}])
-    records = data.load_sft_records(path, skip_invalid=True)
+    records = data.load_records(path, "sft", DataConfig(skip_invalid=True, format="messages"))
     assert len(records) == 2
-    assert "skipped 2 invalid line(s)" in capsys.readouterr().out
+    assert "4 rows read, 2 kept, skipped: {'invalid': 2}" in capsys.readouterr().out
 
 
 def test_empty_and_missing_files(tmp_path):
     with pytest.raises(AlignpipeError, match="no usable examples"):
-        data.load_sft_records(write_jsonl(tmp_path / "empty.jsonl", []), skip_invalid=False)
+        data.load_records(write_jsonl(tmp_path / "empty.jsonl", []), "sft", DataConfig(format="messages"))
     with pytest.raises(AlignpipeError, match="no usable examples"):
-        data.load_sft_records(write_jsonl(tmp_path / "bad.jsonl", ["{x"]), skip_invalid=True)
+        data.load_records(write_jsonl(tmp_path / "bad.jsonl", ["{x"]), "sft", DataConfig(skip_invalid=True,
+                                                                                         format="messages"))
     with pytest.raises(AlignpipeError, match="Data file not found: .*missing.jsonl"):
-        data.load_sft_records(tmp_path / "missing.jsonl", skip_invalid=False)
+        data.load_records(tmp_path / "missing.jsonl", "sft")
 
 
 def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
@@ -69,8 +71,10 @@ def test_text_records_end_with_eos(tiny_model_dir):
 
 
 def test_eval_fraction_holds_out_a_seeded_split():
-    records = [{"text": str(index)} for index in range(20)]
+    from datasets import Dataset
+
+    records = Dataset.from_list([{"text": str(index)} for index in range(20)])
     train, held_out = data.split_train_eval(records, 0.25, seed=1)
     assert len(held_out) == 5 and len(train) == 15
-    assert held_out == data.split_train_eval(records, 0.25, seed=1)[1]
+    assert held_out["text"] == data.split_train_eval(records, 0.25, seed=1)[1]["text"]
     assert not {r["text"] for r in train} & {r["text"] for r in held_out}

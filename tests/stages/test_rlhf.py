@@ -143,7 +143,7 @@ def test_rlhf_bad_inputs(trained_run, tmp_path, capsys):
 
     prompts = trained_run.parent / "prompts.jsonl"
     err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=d", f"data.train={prompts}", *point_at_trained_run(trained_run))
-    assert f"{prompts}:1: missing 'chosen' and 'rejected'" in err and "grpo" in err
+    assert f"{prompts}:1: the data is in the prompt layout" in err and "rlhf.algorithm=grpo" in err
 
 
 def test_a_base_without_chat_template_gets_the_default_with_a_warning(trained_run, tiny_model_dir, tmp_path, capsys):

@@ -111,6 +111,8 @@ def load_split(spec: str, split: str | None, data_config: Any, purpose: str) -> 
     source = sources.resolve_source(str(spec), split, data_config.subset, data_config.revision)
     rows, fingerprint = read_source(source)
     first_rows = list(islice(rows, DETECTION_ROWS))
+    if not first_rows:
+        raise AlignpipeError(f"{source.name} holds no usable examples: it is empty (no rows).")
     columns = dict(data_config.columns or {})
     check_mapped_columns(first_rows, columns, source)
     renamed = [Record(r.source, r.line, formats.rename_columns(r.data, columns), r.indexed) for r in first_rows]
@@ -136,12 +138,21 @@ def load_split(spec: str, split: str | None, data_config: Any, purpose: str) -> 
     return dataset, lineage
 
 
-def read_source(source: sources.Source) -> tuple[Iterator[Record], dict[str, Any]]:
+def read_source(source: sources.Source, fingerprint: bool = True) -> tuple[Iterator[Record], dict[str, Any]]:
     """Rows of any source. JSON lines are read here, line by line; every other kind by alignpipe.sources."""
     if source.kind != "jsonl":
-        return sources.read_rows(source)
+        return sources.read_rows(source, fingerprint)
     rows = (Record(source.location, line, data) for line, data in iter_jsonl(source.location))
-    return rows, {"sha256": file_sha256(source.location)}
+    return rows, {"sha256": file_sha256(source.location)} if fingerprint else {}
+
+
+def count_rows(spec: str, data_config: Any) -> int:
+    """Rows in a local source (for plans); a hub id is not counted: nothing is downloaded for a plan."""
+    source = sources.resolve_source(str(spec), data_config.split, data_config.subset, data_config.revision)
+    if source.kind == "hub":
+        raise AlignpipeError(f"{spec} is a hub id; counting its rows would download it. Give train.max_steps, or "
+                             "point data.train at a local copy.")
+    return sum(1 for _ in read_source(source, fingerprint=False)[0])
 
 
 def check_mapped_columns(first_rows: list[Record], columns: dict[str, str], source: sources.Source) -> None:
@@ -166,7 +177,7 @@ def choose_layout(first_rows: list[Record], wanted: str, purpose: str, source: s
     if wanted not in usable:
         belongs = formats.BELONGS.get(wanted, "")
         raise AlignpipeError(f"data.format={wanted} is a layout this stage cannot train on: it needs "
-                             f"{purpose_help(purpose)} ({', '.join(usable)}).{' ' + belongs.capitalize() + '.' if belongs else ''}")
+                             f"{purpose_help(purpose)} ({', '.join(usable)}).{' ' + belongs[0].upper() + belongs[1:] + '.' if belongs else ''}")
     first = next((r for r in first_rows if isinstance(r.data, dict)), None)
     if first is not None:
         found = formats.columns_of(first.data)

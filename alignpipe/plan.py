@@ -11,7 +11,6 @@ Measured against the embedded model on CPU: see bench/plan_vs_measured.py and RE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from alignpipe.config import Recipe
@@ -266,10 +265,11 @@ def training_flops(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[s
 
 
 def _steps_for_epochs(recipe: Recipe) -> int:
-    train_file = Path(recipe.data.train or "")
-    if not train_file.is_file():
+    from alignpipe.data import count_rows
+
+    if recipe.data.train is None:
         raise AlignpipeError("train.max_steps=-1 trains for epochs; plan needs data.train to count the examples.")
-    examples = sum(1 for line in train_file.open(encoding="utf-8") if line.strip())
+    examples = count_rows(recipe.data.train, recipe.data)
     per_step = recipe.train.batch_size * recipe.train.gradient_accumulation_steps
     return max(1, int(examples * recipe.train.epochs / per_step))
 

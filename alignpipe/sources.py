@@ -67,8 +67,10 @@ def resolve_source(spec: str, split: str | None = None, subset: str | None = Non
     """What `spec` is, from the file system alone (nothing is read or downloaded)."""
     path = Path(spec)
     if path.is_dir():
-        if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
+        if (path / "dataset_dict.json").exists():
             return Source("datasets", spec, split)
+        if (path / "state.json").exists():  # one dataset: data.split has nothing to choose
+            return Source("datasets", spec)
         if any(path.rglob("*.parquet")):
             return Source("parquet-folder", spec)
         raise AlignpipeError(f"{path} is a folder with neither a saved `datasets` dataset nor Parquet files; "
@@ -106,8 +108,11 @@ def read_rows(source: Source, fingerprint: bool = True) -> tuple[Iterator[Record
     if source.kind == "parquet-folder":
         return iter_parquet_folder(path), {"sha256": folder_sha256(path)} if fingerprint else {}
     if source.kind == "datasets":
-        dataset = load_saved(source)
-        return iter_dataset(dataset, source.name), {"datasets_fingerprint": dataset._fingerprint}
+        folder = saved_split_folder(source)
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        # A split saved with no rows has no Arrow file, and datasets cannot load it: it has no rows to give.
+        rows = iter_dataset(load_saved(folder), source.name) if state.get("_data_files") else iter(())
+        return rows, {"datasets_fingerprint": state.get("_fingerprint")}
     dataset, commit = load_hub(source)
     return iter_dataset(dataset, source.name), {"datasets_fingerprint": dataset._fingerprint, "resolved_revision": commit}
 
@@ -202,27 +207,32 @@ def iter_parquet_folder(folder: Path) -> Iterator[Record]:
         yield from iter_parquet(parquet_file)
 
 
-def load_saved(source: Source) -> Any:
-    """A `datasets.save_to_disk` folder, memory-mapped; a DatasetDict needs data.split."""
+def saved_split_folder(source: Source) -> Path:
+    """The folder of one saved dataset: the given one, or the chosen split's folder of a saved DatasetDict."""
+    folder = Path(source.location)
+    if not (folder / "dataset_dict.json").exists():
+        return folder
+    splits = json.loads((folder / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]
+    return folder / choose_split(splits, source)
+
+
+def load_saved(folder: Path) -> Any:
+    """A `datasets.save_to_disk` folder of one dataset, memory-mapped."""
     from datasets import load_from_disk
 
-    return pick_split(load_from_disk(source.location), source, "data.split")
+    return load_from_disk(str(folder))
 
 
-def pick_split(loaded: Any, source: Source, key: str) -> Any:
-    from datasets import DatasetDict
-
-    if not isinstance(loaded, DatasetDict):
-        return loaded
-    splits = list(loaded)
+def choose_split(splits: list[str], source: Source) -> str:
+    """data.split, which must be one of `splits`; it may be left out when there is only one."""
     if source.split is None and len(splits) == 1:
-        return loaded[splits[0]]
+        return splits[0]
     if source.split is None:
         raise AlignpipeError(f"{source.location} holds several splits ({', '.join(splits)}); give one: "
-                             f"{key}={splits[0]}, or the split's own folder {Path(source.location) / splits[0]}.")
-    if source.split not in loaded:
+                             f"data.split={splits[0]}, or the split's own folder {Path(source.location) / splits[0]}.")
+    if source.split not in splits:
         raise AlignpipeError(f"{source.location} has no split {source.split!r}; it has {', '.join(splits)}.")
-    return loaded[source.split]
+    return source.split
 
 
 def load_hub(source: Source) -> tuple[Any, str | None]:
@@ -232,7 +242,7 @@ def load_hub(source: Source) -> tuple[Any, str | None]:
     The hub is asked first for the revision's commit (recorded in the manifest); without network that fails at
     once with a message saying how to use a local copy, instead of datasets' minute of retries.
     """
-    from datasets import load_dataset
+    from datasets import DatasetDict, load_dataset
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
@@ -257,7 +267,9 @@ def load_hub(source: Source) -> tuple[Any, str | None]:
     except Exception as error:  # unknown split or subset, an unreachable file: all the user's to fix
         raise AlignpipeError(f"Could not load {source.location} from the hub ({type(error).__name__}: {error}). "
                              f"{local_copy}") from None
-    return pick_split(loaded, source, "data.split"), commit or source.revision
+    if isinstance(loaded, DatasetDict):
+        loaded = loaded[choose_split(list(loaded), source)]
+    return loaded, commit or source.revision
 
 
 def iter_dataset(dataset: Any, name: str) -> Iterator[Record]:

@@ -333,8 +333,11 @@ def write_jsonl(path: Path, records: list[Any]) -> None:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def tokenize_sft(records: Dataset | list[dict[str, Any]], tokenizer: Any, assistant_only_loss: bool) -> Dataset:
-    """Token ids plus, for conversations, an `assistant_masks` column that TRL turns into labels.
+def tokenize_sft(records: Dataset | list[dict[str, Any]], tokenizer: Any, assistant_only_loss: bool,
+                 max_length: int | None = None) -> Dataset:
+    """Token ids plus, for conversations, an `assistant_masks` column that TRL turns into labels. Raw text longer
+    than `max_length` tokens is cut into windows of `max_length` (continued pretraining learns every token of a long
+    document; the trainer would otherwise truncate it and drop the rest).
 
     We build the mask ourselves rather than through `{% generation %}` template markers, which most chat templates
     (the embedded model's included) lack: an assistant turn is the text between the rendering of the conversation
@@ -343,10 +346,24 @@ def tokenize_sft(records: Dataset | list[dict[str, Any]], tokenizer: Any, assist
     """
     if isinstance(records, list):
         records = Dataset.from_list(records)
+    def tokenize_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = [tokenize_sft_record(dict(zip(batch, values)), tokenizer, assistant_only_loss)
+                for values in zip(*batch.values())]
+        rows = [window for row in rows for window in text_windows(row, max_length)]
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
     # map writes the tokens batch by batch next to the loaded data (no list of every row in memory); the
     # fingerprint is given so that datasets does not hash the tokenizer to name its cache file.
-    return records.map(lambda record: tokenize_sft_record(record, tokenizer, assistant_only_loss),
-                       remove_columns=records.column_names, new_fingerprint=uuid.uuid4().hex)
+    return records.map(tokenize_batch, batched=True, remove_columns=records.column_names,
+                       new_fingerprint=uuid.uuid4().hex)
+
+
+def text_windows(row: dict[str, list[int]], max_length: int | None) -> list[dict[str, list[int]]]:
+    """A raw-text row as windows of at most max_length tokens (the last one ends with the document's EOS)."""
+    ids = row["input_ids"]
+    if "assistant_masks" in row or max_length is None or len(ids) <= max_length:
+        return [row]
+    return [{"input_ids": ids[start:start + max_length]} for start in range(0, len(ids), max_length)]
 
 
 def tokenize_sft_record(record: dict[str, Any], tokenizer: Any, assistant_only_loss: bool) -> dict[str, list[int]]:

@@ -100,28 +100,37 @@ BELONGS = {"prompt": "prompts alone suit online RL (rlhf.algorithm=grpo or rloo)
 
 
 def detect_layout(rows: list[tuple[str, Any]], usable: tuple[str, ...], source: str, needs: str = "") -> str:
-    """The one layout of the first rows (where, row) among `usable`; a clear error for unknown, ambiguous or mixed
-    rows, naming the columns seen and the layouts known. `needs` says what the caller trains on."""
-    per_row = []
+    """The one layout of the first rows (where, row) among `usable`. A row that fits no layout is left to be
+    reported as a bad row (data.skip_invalid may skip it); ambiguous rows, several layouts, or only layouts the
+    caller cannot use are errors naming the columns seen and the layouts known. `needs` says what the caller
+    trains on."""
+    per_row, unusable, unknown = [], None, None
     for where, row in rows:
         if isinstance(row, Invalid):
             continue
-        candidates = [layout for layout in matching_layouts(row) if layout in usable]
-        if len(candidates) != 1:
-            seen = ", ".join(columns_of(row)) or "none"
-            everything = matching_layouts(row)
-            if not candidates and everything:
-                belongs = "; ".join(BELONGS[layout] for layout in everything if layout in BELONGS)
-                raise LayoutError(f"{where}: the data is in the {' or '.join(everything)} layout (columns: {seen}), "
-                                  f"which this stage cannot train on: it needs {needs or 'one of'} "
-                                  f"({', '.join(usable)}).{' ' + belongs[0].upper() + belongs[1:] + '.' if belongs else ''}")
-            what = "matches none of" if not candidates else f"could be {' or '.join(candidates)} of"
-            raise LayoutError(f"{where}: cannot tell the layout: a row with the columns {seen} {what} the layouts "
-                              f"this stage reads ({known_layouts(usable)}). Set data.format, and data.columns to "
-                              "map other column names (e.g. data.columns={prompt: question, chosen: good}).")
-        per_row.append((where, candidates[0]))
+        everything = matching_layouts(row)
+        candidates = [layout for layout in everything if layout in usable]
+        seen = ", ".join(columns_of(row)) or "none"
+        if len(candidates) > 1:
+            raise LayoutError(f"{where}: cannot tell the layout: a row with the columns {seen} could be "
+                              f"{' or '.join(candidates)}. Set data.format to the one you mean.")
+        if candidates:
+            per_row.append((where, candidates[0]))
+        elif everything:
+            unusable = unusable or (where, seen, everything)
+        else:
+            unknown = unknown or (where, seen)
+    if not per_row and unusable:
+        where, seen, everything = unusable
+        belongs = "; ".join(BELONGS[layout] for layout in everything if layout in BELONGS)
+        raise LayoutError(f"{where}: the data is in the {' or '.join(everything)} layout (columns: {seen}), which "
+                          f"this stage cannot train on: it needs {needs or 'one of'} ({', '.join(usable)})."
+                          + (f" {belongs[0].upper()}{belongs[1:]}." if belongs else ""))
     if not per_row:
-        raise LayoutError(f"{source}: no readable row to tell the layout from.")
+        where, seen = unknown or (source, "none")
+        raise LayoutError(f"{where}: cannot tell the layout: a row with the columns {seen} matches none of the "
+                          f"layouts this stage reads ({known_layouts(usable)}). Set data.format, and data.columns to "
+                          "map other column names (e.g. data.columns={prompt: question, chosen: good}).")
     layouts = dict.fromkeys(layout for _, layout in per_row)
     if len(layouts) > 1:
         first = {layout: where for where, layout in reversed(per_row)}

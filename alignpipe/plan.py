@@ -68,6 +68,9 @@ KNOWN_MODELS: dict[str, ModelShape] = {
     "Qwen/Qwen2.5-0.5B-Instruct": ModelShape(151936, 896, 4864, 24, 14, 2, 64, True, True),
     "Qwen/Qwen2.5-7B-Instruct": ModelShape(152064, 3584, 18944, 28, 28, 4, 128, False, True),
     "HuggingFaceTB/SmolLM2-135M-Instruct": ModelShape(49152, 576, 1536, 30, 9, 3, 64, True),
+    # LLM-jp 3 (Apache-2.0, Japanese + English), the base of recipes/ja-domain/.
+    "llm-jp/llm-jp-3-3.7b": ModelShape(99584, 3072, 8192, 28, 24, 24, 128, False),
+    "llm-jp/llm-jp-3-13b": ModelShape(99584, 5120, 13824, 40, 40, 40, 128, False),
 }
 
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

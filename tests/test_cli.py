@@ -41,7 +41,7 @@ def test_missing_data_file(capsys, tiny_recipe, tmp_path):
 
 @pytest.mark.parametrize(
     ("line", "expected"),
-    [("not json at all", "not valid JSON"), ({"text_": "x"}, "neither 'messages'"),
+    [("not json at all", "not valid JSON"), ({"text_": "x"}, "no 'messages' for the messages layout (this row has text_)"),
      ({"messages": [{"role": "bot", "content": "x"}]}, "role 'bot'")],
 )
 def test_bad_jsonl_line(capsys, tiny_recipe, tmp_path, line, expected):

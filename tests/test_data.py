@@ -78,3 +78,14 @@ def test_eval_fraction_holds_out_a_seeded_split():
     assert len(held_out) == 5 and len(train) == 15
     assert held_out["text"] == data.split_train_eval(records, 0.25, seed=1)[1]["text"]
     assert not {r["text"] for r in train} & {r["text"] for r in held_out}
+
+
+def test_long_raw_text_is_cut_into_windows_not_truncated(tiny_model_dir):
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    text = "The warranty is two years. " * 20
+    whole = data.tokenize_sft_record({"text": text}, tokenizer, assistant_only_loss=True)["input_ids"]
+    windows = data.tokenize_sft([{"text": text}, {"text": "Short."}], tokenizer, True, max_length=16)["input_ids"]
+    assert len(whole) > 16 and all(len(ids) <= 16 for ids in windows)
+    assert sum(windows[:-1], []) == whole and windows[-1][-1] == tokenizer.eos_token_id  # every token, in order
+    chat = data.tokenize_sft([GOOD], tokenizer, True, max_length=4)  # conversations are left to the trainer
+    assert len(chat) == 1 and len(chat[0]["input_ids"]) > 4

@@ -175,6 +175,11 @@ def test_ambiguous_and_mixed_layouts_are_errors(tmp_path):
     both = write_jsonl(tmp_path / "both.jsonl", [{"text": "doc", "messages": LAYOUT_ROWS["messages"][0]["messages"]}])
     with pytest.raises(AlignpipeError, match=r"both.jsonl:1: cannot tell the layout: .* could be messages or text"):
         data.load_records(both, "sft")
+    # A row that fits no layout is a bad row, not a detection failure: data.skip_invalid skips it.
+    stray = write_jsonl(tmp_path / "stray.jsonl", [{"oops": 1}, ALPACA[0], ALPACA[1]])
+    with pytest.raises(AlignpipeError, match=r"stray.jsonl:1: no 'instruction', 'output' for the alpaca layout"):
+        data.load_records(stray, "sft")
+    assert len(data.load_records(stray, "sft", DataConfig(skip_invalid=True))) == 2
     mixed = write_jsonl(tmp_path / "mixed.jsonl", [ALPACA[0], LAYOUT_ROWS["sharegpt"][0], ALPACA[1]])
     with pytest.raises(AlignpipeError, match=r"mixed.jsonl mixes layouts: .*mixed.jsonl:1 is alpaca; "
                                              r".*mixed.jsonl:2 is sharegpt"):

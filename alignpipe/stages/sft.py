@@ -30,8 +30,9 @@ def run(recipe: Recipe) -> Path:
     train_records, eval_records, data_lineage = data.load_train_and_eval(recipe.data, recipe.run.seed, "sft")
     assistant_only = recipe.sft.assistant_only_loss and "messages" in train_records[0]
     template_check.preflight(tokenizer, train_records, assistant_only, source=str(recipe.data.train))
-    train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only)
-    eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only) if eval_records else None
+    max_length = recipe.train.max_length
+    train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only, max_length)
+    eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only, max_length) if len(eval_records) else None
     print(f"Data: {len(train_dataset)} training and {len(eval_records)} held-out examples", flush=True)
 
     model = models.load_causal_lm(base_path, recipe.model, dtype=TORCH_DTYPES[recipe.train.precision])

@@ -146,6 +146,20 @@ def read_source(source: sources.Source, fingerprint: bool = True) -> tuple[Itera
     return rows, {"sha256": file_sha256(source.location)} if fingerprint else {}
 
 
+def describe_sources(data_config: Any) -> list[str]:
+    """What data.train and data.eval are, found on the file system alone (a dry run: nothing read or downloaded);
+    a local path that does not exist is an error here, before anything loads."""
+    lines = []
+    for role, spec, split in (("train", data_config.train, data_config.split),
+                              ("eval", data_config.eval, data_config.eval_split or data_config.split)):
+        if spec is None:
+            continue
+        source = sources.resolve_source(str(spec), split, data_config.subset, data_config.revision)
+        what = "hub dataset (not contacted in a dry run)" if source.kind == "hub" else f"local {source.kind}"
+        lines.append(f"data.{role}: {source.name}: {what}, layout {data_config.format}")
+    return lines
+
+
 def count_rows(spec: str, data_config: Any) -> int:
     """Rows in a local source (for plans); a hub id is not counted: nothing is downloaded for a plan."""
     source = sources.resolve_source(str(spec), data_config.split, data_config.subset, data_config.revision)

@@ -40,7 +40,7 @@ from alignpipe.formats import (  # noqa: F401  (re-exported: the gate, reward an
     sft_record_problem,
     unpaired_record_problem,
 )
-from alignpipe.sources import Record, file_sha256  # noqa: F401  (file_sha256 re-exported for runs)
+from alignpipe.sources import Record, file_sha256
 
 # What each kind of training reads: the layouts it can use, and what a user should give it.
 PURPOSES = {

@@ -322,6 +322,13 @@ def record_problem(record: Any) -> str | None:
     return prompt_record_problem(record)
 
 
+def not_an_object(record: Any) -> str | None:
+    """Why a row is not an object at all (unreadable, or a list or number), or None."""
+    if isinstance(record, Invalid):
+        return record.reason
+    return None if isinstance(record, Mapping) else f"expected a JSON object, got {type(record).__name__}"
+
+
 def messages_problem(messages: Any, key: str) -> str | None:
     if not isinstance(messages, list) or not messages:
         return f"'{key}' must be a non-empty list of messages"
@@ -335,10 +342,8 @@ def messages_problem(messages: Any, key: str) -> str | None:
 
 def sft_record_problem(record: Any) -> str | None:
     """Why a record is not SFT data ({"messages": [...]} or {"text": "..."}), or None if it is."""
-    if isinstance(record, Invalid):
-        return record.reason
-    if not isinstance(record, Mapping):
-        return f"expected a JSON object, got {type(record).__name__}"
+    if not_an_object(record):
+        return not_an_object(record)
     if "messages" not in record:
         if isinstance(record.get("text"), str) and record["text"].strip():
             return None
@@ -354,10 +359,8 @@ def sft_record_problem(record: Any) -> str | None:
 
 def preference_record_problem(record: Any) -> str | None:
     """Why a record is not a preference pair, or None. Accepts explicit-prompt, implicit-prompt and string pairs."""
-    if isinstance(record, Invalid):
-        return record.reason
-    if not isinstance(record, Mapping):
-        return f"expected a JSON object, got {type(record).__name__}"
+    if not_an_object(record):
+        return not_an_object(record)
     missing = [key for key in ("chosen", "rejected") if key not in record]
     if len(missing) == 2 and "prompt" in record:
         return "missing 'chosen' and 'rejected': a prompt-only line suits online RL (rlhf.algorithm=grpo or rloo)"
@@ -404,10 +407,8 @@ def normalize_preference(record: Mapping) -> dict[str, Any]:
 
 def prompt_record_problem(record: Any) -> str | None:
     """Why a record gives no prompt for online RL, or None. Prompt-only lines, pairs and KTO lines all do."""
-    if isinstance(record, Invalid):
-        return record.reason
-    if not isinstance(record, Mapping):
-        return f"expected a JSON object, got {type(record).__name__}"
+    if not_an_object(record):
+        return not_an_object(record)
     if "prompt" not in record:
         return "missing 'prompt' (a string or a list of messages)"
     if isinstance(record["prompt"], str):

@@ -36,7 +36,7 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 class Record:
     """One row and where it came from: `line` is the line (JSONL/JSON/CSV) or, when `indexed`, the row number."""
 
-    __slots__ = ("source", "line", "data", "indexed")
+    __slots__ = ("data", "indexed", "line", "source")
 
     def __init__(self, source: str, line: int, data: Any, indexed: bool = False) -> None:
         self.source, self.line, self.data, self.indexed = source, line, data, indexed
@@ -189,7 +189,7 @@ def iter_parquet(path: Path) -> Iterator[Record]:
 
     try:
         parquet = pq.ParquetFile(path)
-    except Exception as error:  # pyarrow raises several types for a file that is not Parquet
+    except Exception as error:  # noqa: BLE001  (pyarrow raises several types for a file that is not Parquet)
         raise AlignpipeError(f"{path}: not a readable Parquet file ({error}).") from None
     row = 0
     for batch in parquet.iter_batches(batch_size=1024):
@@ -259,12 +259,12 @@ def load_hub(source: Source) -> tuple[Any, str | None]:
         except (RepositoryNotFoundError, RevisionNotFoundError) as error:
             raise AlignpipeError(f"{source.location} is not a local path, nor a dataset on the hub at revision "
                                  f"{source.revision or 'main'} ({type(error).__name__}).") from None
-        except Exception as error:  # no network: the HTTP client's connection errors
+        except Exception as error:  # noqa: BLE001  (no network: the HTTP client's several connection errors)
             raise AlignpipeError(f"{source.location} is not a local path and the hub cannot be reached "
                                  f"({type(error).__name__}: {error}). {local_copy}") from None
     try:
         loaded = load_dataset(source.location, name=source.subset, split=source.split, revision=commit or source.revision)
-    except Exception as error:  # unknown split or subset, an unreachable file: all the user's to fix
+    except Exception as error:  # noqa: BLE001  (unknown split or subset, an unreachable file: the user's to fix)
         raise AlignpipeError(f"Could not load {source.location} from the hub ({type(error).__name__}: {error}). "
                              f"{local_copy}") from None
     if isinstance(loaded, DatasetDict):

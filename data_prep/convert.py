@@ -15,7 +15,7 @@ from typing import Any
 
 from alignpipe import formats
 from alignpipe.errors import AlignpipeError
-from alignpipe.formats import RowProblem as Reject  # noqa: F401  (the name data_prep's callers know)
+from alignpipe.formats import RowProblem as Reject
 from alignpipe.formats import parse_hh_transcript, render_hh_transcript  # noqa: F401  (re-exported)
 from data_prep.records import JsonlWriter, Record, Rejects, iter_records, run_streaming
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe.errors import AlignpipeError
-from alignpipe.sources import Record, Source, read_rows, resolve_source  # noqa: F401  (Record: data_prep's callers)
+from alignpipe.sources import Record, Source, read_rows, resolve_source
 
 # The fields that hold text in our formats (DESIGN.md section 3); every other field is carried along untouched.
 TEXT_FIELDS = ("text", "prompt", "messages", "chosen", "rejected", "completion")

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_jsonl
 
 from alignpipe import cli, data, models
-from conftest import write_jsonl
 
 REPO = Path(__file__).parents[1]
 

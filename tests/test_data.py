@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import write_jsonl
 
 from alignpipe import data, models
 from alignpipe.config import DataConfig
 from alignpipe.errors import AlignpipeError
-from conftest import write_jsonl
 
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 
@@ -86,6 +86,6 @@ def test_long_raw_text_is_cut_into_windows_not_truncated(tiny_model_dir):
     whole = data.tokenize_sft_record({"text": text}, tokenizer, assistant_only_loss=True)["input_ids"]
     windows = data.tokenize_sft([{"text": text}, {"text": "Short."}], tokenizer, True, max_length=16)["input_ids"]
     assert len(whole) > 16 and all(len(ids) <= 16 for ids in windows)
-    assert sum(windows[:-1], []) == whole and windows[-1][-1] == tokenizer.eos_token_id  # every token, in order
+    assert [token for ids in windows[:-1] for token in ids] == whole and windows[-1][-1] == tokenizer.eos_token_id  # every token, in order
     chat = data.tokenize_sft([GOOD], tokenizer, True, max_length=4)  # conversations are left to the trainer
     assert len(chat) == 1 and len(chat[0]["input_ids"]) > 4

@@ -10,12 +10,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import write_jsonl
 from datasets import Dataset, DatasetDict
 
 from alignpipe import cli, data
 from alignpipe.config import DataConfig
 from alignpipe.errors import AlignpipeError
-from conftest import write_jsonl
 
 ALPACA = [{"instruction": f"Question {i}?", "input": "" if i % 2 else "context", "output": f"Answer {i}."}
           for i in range(8)]

@@ -53,7 +53,7 @@ DETECTION_ROWS = 100  # rows that auto-detection looks at; every later row is ch
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, Any]]:
-    """(line number, parsed object) for every non-blank line; a line that is not JSON is an error."""
+    """(line number, parsed object) for every non-blank line; a line that is not JSON comes back as an Invalid."""
     return list(iter_jsonl(path))
 
 
@@ -178,7 +178,8 @@ def check_mapped_columns(first_rows: list[Record], columns: dict[str, str], sour
     if unknown:
         raise AlignpipeError(f"data.columns: {', '.join(unknown)} is not a column of any layout; the keys are our "
                              f"names ({', '.join(formats.COLUMN_NAMES)}), the values the data's own.")
-    absent = [theirs for theirs in columns.values() if theirs not in first.data]
+    readable = [r.data for r in first_rows if isinstance(r.data, dict)]  # JSON lines may leave optional keys out
+    absent = [theirs for theirs in columns.values() if not any(theirs in row for row in readable)]
     if absent:
         raise AlignpipeError(f"data.columns names {', '.join(repr(name) for name in absent)}, but {first.where} has no "
                              f"such column; its columns: {', '.join(first.data) or 'none'}.")

@@ -79,6 +79,8 @@ def matching_layouts(row: Any) -> list[str]:
     """Every layout whose required columns the row fills. `prompt` alone matches last: most layouts have one."""
     columns = set(columns_of(row))
     found = [layout for layout in LAYOUTS if set(REQUIRED_COLUMNS[layout]) <= columns]
+    if columns & {"chosen", "rejected", "completion"} and "prompt" in found:
+        found.remove("prompt")  # a prompt with half a pair is a broken pair, not a prompt-only row
     if "kto" in found:
         found.remove("prompt-completion")  # a label makes prompt + completion a KTO example
     pairs = [layout for layout in ("preference", "hh-rlhf") if layout in found]
@@ -128,8 +130,12 @@ def detect_layout(rows: list[tuple[str, Any]], usable: tuple[str, ...], source: 
                           + (f" {belongs[0].upper()}{belongs[1:]}." if belongs else ""))
     if not per_row:
         where, seen = unknown or (source, "none")
+        columns = set(seen.split(", "))
+        near = [f"{layout} lacks {', '.join(repr(c) for c in REQUIRED_COLUMNS[layout] if c not in columns)}"
+                for layout in usable if columns & set(REQUIRED_COLUMNS[layout])]
         raise LayoutError(f"{where}: cannot tell the layout: a row with the columns {seen} matches none of the "
-                          f"layouts this stage reads ({known_layouts(usable)}). Set data.format, and data.columns to "
+                          f"layouts this stage reads ({known_layouts(usable)})"
+                          + (f"; {'; '.join(near)}" if near else "") + ". Set data.format, and data.columns to "
                           "map other column names (e.g. data.columns={prompt: question, chosen: good}).")
     layouts = dict.fromkeys(layout for _, layout in per_row)
     if len(layouts) > 1:

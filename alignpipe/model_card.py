@@ -52,7 +52,7 @@ def format_number(value: Any) -> str:
 
 
 def data_rows(chain: list[tuple[Path, dict[str, Any]]]) -> list[str]:
-    rows = ["| stage | role | source | layout | examples | fingerprint |", "|---|---|---|---|---|---|"]
+    rows = ["| stage | role | source | layout | examples | sha256 (or datasets fingerprint) |", "|---|---|---|---|---|---|"]
     for _, manifest in chain:
         for role, entry in (manifest.get("data") or {}).items():
             source = entry.get("source") or entry.get("path")

@@ -57,7 +57,7 @@ def test_skip_invalid_trains_on_the_rest(capsys, tiny_recipe, tmp_path):
     good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
     path = write_jsonl(tmp_path / "mixed.jsonl", [good] * 8 + ["{broken"])
     assert cli.main(["sft", str(tiny_recipe), f"data.train={path}", "data.skip_invalid=true", "train.max_steps=1"]) == 0
-    assert "skipped 1 invalid line(s)" in capsys.readouterr().out
+    assert "9 rows read, 8 kept, skipped: {'invalid': 1}" in capsys.readouterr().out
 
 
 def test_empty_dataset(capsys, tiny_recipe, tmp_path):

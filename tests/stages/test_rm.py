@@ -94,11 +94,11 @@ def test_rm_bad_inputs(rm_recipe, tmp_path, capsys):
     same[1]["rejected"] = same[1]["chosen"]
     path = write_jsonl(tmp_path / "same.jsonl", same)
     assert cli.main(["rm", str(rm_recipe), "rm.parent=none", f"data.train={path}", "train.max_steps=1"]) == 0
-    assert "skipped 1 pair(s)" in capsys.readouterr().out
+    assert "skipped: {'identical_pair': 1}" in capsys.readouterr().out
 
     missing = write_jsonl(tmp_path / "missing.jsonl", [{"prompt": "q", "chosen": "a"}])
     err = fails_cleanly(capsys, "rm", rm_recipe, "rm.parent=none", f"data.train={missing}", "run.name=b")
-    assert f"{missing}:1: missing 'rejected'" in err
+    assert f"{missing}:1: cannot tell the layout" in err and "preference lacks 'rejected'" in err
 
     unfinished = tmp_path / "runs" / "tiny2" / "sft"
     unfinished.mkdir(parents=True)

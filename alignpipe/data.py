@@ -188,11 +188,11 @@ def check_mapped_columns(first_rows: list[Record], columns: dict[str, str], sour
 def choose_layout(first_rows: list[Record], wanted: str, purpose: str, source: sources.Source) -> str:
     usable = PURPOSES[purpose]
     if wanted == "auto":
-        return formats.detect_layout([(r.where, r.data) for r in first_rows], usable, source.name, purpose_help(purpose))
+        rows = [(r.where, r.data) for r in first_rows]
+        return formats.detect_layout(rows, usable, source.name, purpose_help(purpose))
     if wanted not in usable:
-        belongs = formats.BELONGS.get(wanted, "")
         raise AlignpipeError(f"data.format={wanted} is a layout this stage cannot train on: it needs "
-                             f"{purpose_help(purpose)} ({', '.join(usable)}).{' ' + belongs[0].upper() + belongs[1:] + '.' if belongs else ''}")
+                             f"{purpose_help(purpose)} ({', '.join(usable)})." + formats.belongs_note([wanted]))
     first = next((r for r in first_rows if isinstance(r.data, dict)), None)
     if first is not None:
         found = formats.columns_of(first.data)
@@ -206,8 +206,9 @@ def choose_layout(first_rows: list[Record], wanted: str, purpose: str, source: s
 
 
 def convert_rows(rows: Iterator[Record], layout: str, purpose: str, columns: dict[str, str], skip_invalid: bool,
-                 counts: Counter[str]) -> Iterator[dict[str, Any]]:
-    """The purpose's examples, row by row; `counts` tallies read, kept and skipped rows by reason."""
+                 counts: Counter[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The purpose's examples, row by row, each with where its row was; `counts` tallies read, kept and skipped
+    rows by reason."""
     seen_prompts: set[bytes] = set()
     for record in rows:
         counts["read"] += 1

@@ -97,8 +97,12 @@ def _is_hh_transcript(value: Any) -> bool:
 
 
 # Where data of a layout belongs, for a stage that cannot use it.
-BELONGS = {"prompt": "prompts alone suit online RL (rlhf.algorithm=grpo or rloo)",
-           "text": "raw text trains the sft stage only (continued pretraining)"}
+BELONGS = {"prompt": "Prompts alone suit online RL (rlhf.algorithm=grpo or rloo).",
+           "text": "Raw text trains the sft stage only (continued pretraining)."}
+
+
+def belongs_note(layouts: list[str]) -> str:
+    return "".join(f" {BELONGS[layout]}" for layout in layouts if layout in BELONGS)
 
 
 def detect_layout(rows: list[tuple[str, Any]], usable: tuple[str, ...], source: str, needs: str = "") -> str:
@@ -124,10 +128,9 @@ def detect_layout(rows: list[tuple[str, Any]], usable: tuple[str, ...], source: 
             unknown = unknown or (where, seen)
     if not per_row and unusable:
         where, seen, everything = unusable
-        belongs = "; ".join(BELONGS[layout] for layout in everything if layout in BELONGS)
         raise LayoutError(f"{where}: the data is in the {' or '.join(everything)} layout (columns: {seen}), which "
                           f"this stage cannot train on: it needs {needs or 'one of'} ({', '.join(usable)})."
-                          + (f" {belongs[0].upper()}{belongs[1:]}." if belongs else ""))
+                          + belongs_note(everything))
     if not per_row:
         where, seen = unknown or (source, "none")
         columns = set(seen.split(", "))
@@ -234,7 +237,8 @@ def from_text(row: Mapping) -> dict[str, Any]:
 
 
 def from_preference(row: Mapping) -> dict[str, Any]:
-    pair = {key: json_cell(row[key], key) for key in ("prompt", "chosen", "rejected", "margin") if row.get(key) is not None}
+    keys = ("prompt", "chosen", "rejected", "margin")
+    pair = {key: json_cell(row[key], key) for key in keys if row.get(key) is not None}
     if isinstance(pair.get("margin"), str):
         try:
             pair["margin"] = float(pair["margin"])

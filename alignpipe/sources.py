@@ -114,7 +114,8 @@ def read_rows(source: Source, fingerprint: bool = True) -> tuple[Iterator[Record
         rows = iter_dataset(load_saved(folder), source.name) if state.get("_data_files") else iter(())
         return rows, {"datasets_fingerprint": state.get("_fingerprint")}
     dataset, commit = load_hub(source)
-    return iter_dataset(dataset, source.name), {"datasets_fingerprint": dataset._fingerprint, "resolved_revision": commit}
+    fingerprint = {"datasets_fingerprint": dataset._fingerprint, "resolved_revision": commit}
+    return iter_dataset(dataset, source.name), fingerprint
 
 
 def iter_json_array(path: Path) -> Iterator[Record]:
@@ -177,7 +178,8 @@ def iter_csv(path: Path, delimiter: str = ",") -> Iterator[Record]:
                     yield Record(str(path), start, {**dict.fromkeys(header), **dict(zip(header, cells))})
                 start = reader.line_num + 1
         except csv.Error as error:  # e.g. a quote never closed: strict mode stops instead of eating the file
-            raise AlignpipeError(f"{path}:{start}: not valid CSV ({error}); a quoted field must end with a quote.") from None
+            raise AlignpipeError(f"{path}:{start}: not valid CSV ({error}); a quoted field must end with a "
+                                 "quote.") from None
 
 
 def iter_tsv(path: Path) -> Iterator[Record]:
@@ -263,7 +265,8 @@ def load_hub(source: Source) -> tuple[Any, str | None]:
             raise AlignpipeError(f"{source.location} is not a local path and the hub cannot be reached "
                                  f"({type(error).__name__}: {error}). {local_copy}") from None
     try:
-        loaded = load_dataset(source.location, name=source.subset, split=source.split, revision=commit or source.revision)
+        loaded = load_dataset(source.location, name=source.subset, split=source.split,
+                              revision=commit or source.revision)
     except Exception as error:  # noqa: BLE001  (unknown split or subset, an unreachable file: the user's to fix)
         raise AlignpipeError(f"Could not load {source.location} from the hub ({type(error).__name__}: {error}). "
                              f"{local_copy}") from None

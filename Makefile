@@ -12,7 +12,7 @@ RECIPE ?= recipes/demo.yaml
 ARGS ?=
 NPROC ?= 1
 
-.PHONY: setup demo sft rm rlhf test test-slow bench clean-runs data bench-data
+.PHONY: setup demo sft rm rlhf test test-slow bench clean-runs data bench-data bench-loading
 
 setup: $(STAMP)
 
@@ -56,6 +56,10 @@ data: setup
 
 bench-data: setup
 	$(PY) bench/bench_data.py $(ARGS)
+
+# Peak memory of a stage's data load on 1,000,000 rows, JSONL and Parquet (bench/README.md).
+bench-loading: setup
+	$(PY) bench/bench_loading.py $(ARGS)
 
 clean-runs:
 	@echo "Runs are never deleted by make; remove runs/<name> yourself if you mean it."

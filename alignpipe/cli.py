@@ -320,6 +320,9 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
             from alignpipe.launch import accelerate_config_file
 
             print(f"--nproc {nproc}: would launch through {accelerate_config_file(recipe.run.accelerate_config)}")
+        from alignpipe.data import describe_sources
+
+        print("\n".join(describe_sources(recipe.data)))
         print("Dry run: recipe is valid; nothing loaded.")
         return 0
     from alignpipe.stages import rlhf, rm, sft

@@ -92,15 +92,34 @@ class LoraConfig(Section):
     )
 
 
+DATA_FORMATS = ("auto", "messages", "text", "alpaca", "sharegpt", "hh-rlhf", "prompt-completion", "preference", "kto",
+                "prompt")
+
+
 class DataConfig(Section):
-    train: str | None = Field(None, description="Training JSONL file (see README: data formats).")
-    eval: str | None = Field(None, description="Held-out JSONL file; if absent, eval_fraction of train is held out.")
+    train: str | None = Field(
+        None, description="Training data: a .jsonl, .json, .parquet, .csv or .tsv file, a datasets.save_to_disk "
+        "folder, a folder of Parquet files, or a hub id org/name (README: data formats)."
+    )
+    eval: str | None = Field(None, description="Held-out data, any of the same; if absent, eval_fraction of train.")
     eval_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of train held out when data.eval is unset.")
-    skip_invalid: bool = Field(False, description="Skip and count invalid lines instead of stopping at the first.")
+    skip_invalid: bool = Field(False, description="Skip and count invalid rows instead of stopping at the first.")
     max_line_bytes: int = Field(
         1_000_000, ge=1, description="A longer line is an invalid line (read past, never tokenized): a guard against "
         "a runaway line; raise it for real long documents."
     )
+    format: Literal[DATA_FORMATS] = Field(  # type: ignore[valid-type]
+        "auto", description="The data's layout; auto detects it from the first rows and says what it found."
+    )
+    columns: dict[str, str] = Field(
+        {}, description="Our column name -> the data's, for data named otherwise: {prompt: question, chosen: good}."
+    )
+    split: str | None = Field(
+        None, description="Split of a hub dataset or a saved DatasetDict (train, test, ...); needed when it has several."
+    )
+    eval_split: str | None = Field(None, description="Split of data.eval; default data.split.")
+    subset: str | None = Field(None, description="Hub datasets: the configuration (subset) name.")
+    revision: str | None = Field(None, description="Hub datasets: branch, tag or commit; default main.")
 
 
 class TrainConfig(Section):

@@ -1,109 +1,341 @@
-"""Load and validate JSONL data in the standard formats, and tokenize SFT data with its loss mask.
+"""Training data from wherever users keep it, in the layout it comes in, as Arrow datasets the trainers read.
 
-Every problem names the file and the line. With `data.skip_invalid=true` bad lines are skipped and counted.
+    data.train / data.eval: a .jsonl, .json, .parquet, .csv or .tsv file, a `datasets.save_to_disk` folder, a
+    folder of Parquet files, or a hub id (alignpipe.sources); data.format: its layout, or auto (alignpipe.formats)
+
+Rows are read one at a time, converted by the layout's converter, checked, and written by `datasets` into
+memory-mapped Arrow files in a scratch folder, so a large file is never held as Python objects all at once. A bad
+row stops the load naming file:line or split[row], or with data.skip_invalid=true is skipped and counted. What was
+read, kept and skipped, with a content fingerprint, goes into the stage's manifest. SFT data is tokenized with its
+loss mask here too.
 """
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import json
-import random
+import shutil
+import tempfile
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
 
+from alignpipe import formats, sources
 from alignpipe.errors import AlignpipeError
-from alignpipe.jsonl_reader import BadLine, iter_json_lines, line_limit
+from alignpipe.formats import (  # noqa: F401  (re-exported: the gate, reward and template modules use them)
+    ROLES,
+    Invalid,
+    as_messages,
+    messages_problem,
+    normalize_preference,
+    preference_record_problem,
+    prompt_record_problem,
+    sft_record_problem,
+    unpaired_record_problem,
+)
+from alignpipe.sources import Record, file_sha256
 
-ROLES = ("system", "user", "assistant")
+# What each kind of training reads: the layouts it can use, and what a user should give it.
+PURPOSES = {
+    "sft": ("messages", "sharegpt", "alpaca", "prompt-completion", "text"),
+    "pairs": ("preference", "hh-rlhf"),
+    "kto": ("kto", "preference", "hh-rlhf"),
+    "prompts": ("prompt", "preference", "hh-rlhf", "kto", "prompt-completion", "messages", "sharegpt", "alpaca"),
+}
+DETECTION_ROWS = 100  # rows that auto-detection looks at; every later row is checked against what they showed
 
 
 def read_jsonl(path: str | Path) -> list[tuple[int, Any]]:
-    """(line number, parsed object or BadLine) for every non-blank line; see jsonl_reader for what a bad line is."""
-    return list(iter_json_lines(path))
+    """(line number, parsed object) for every non-blank line; a line that is not JSON comes back as an Invalid."""
+    return list(iter_jsonl(path))
 
 
-def messages_problem(messages: Any, key: str) -> str | None:
-    if not isinstance(messages, list) or not messages:
-        return f"'{key}' must be a non-empty list of messages"
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            return f"{key}[{index}] must be an object with a string 'content'"
-        if message.get("role") not in ROLES:
-            return f"{key}[{index}] has role {message.get('role')!r}; expected one of {', '.join(ROLES)}"
-    return None
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for every non-blank line, one at a time; a line that is not JSON yields
+    an Invalid holding the reason."""
+    from alignpipe.jsonl_reader import BadLine, iter_json_lines
+
+    # Bytes decoded line by line (jsonl_reader): invalid UTF-8, runaway lines and deep nesting are bad lines.
+    for line_number, value in iter_json_lines(path):
+        yield line_number, Invalid(value.reason) if isinstance(value, BadLine) else value
 
 
-def sft_record_problem(record: Any) -> str | None:
-    """Why a record is not SFT data ({"messages": [...]} or {"text": "..."}), or None if it is."""
-    if isinstance(record, BadLine):
-        return record.reason
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    if "messages" not in record:
-        if isinstance(record.get("text"), str) and record["text"].strip():
-            return None
-        return "has neither 'messages' (a list of {role, content}) nor a non-empty 'text'"
-    messages = record["messages"]
-    problem = messages_problem(messages, "messages")
-    if problem is not None:
-        return problem
-    if not any(message["role"] == "assistant" for message in messages):
-        return "no assistant message to learn from"
-    return None
+def load_train_and_eval(data_config: Any, seed: int, purpose: str) -> tuple[Dataset, Dataset | list, dict[str, Any]]:
+    """Training and held-out examples for a purpose (PURPOSES), and their lineage for the manifest: data.eval if
+    given, else a seeded data.eval_fraction of data.train (an empty list when neither)."""
+    from alignpipe.jsonl_reader import line_limit
 
-
-def load_valid_records(path: str | Path, problem_of: Any, skip_invalid: bool) -> list[Any]:
-    """Records for which problem_of(record) is None; a bad line stops the load, or is skipped and counted."""
-    records, skipped = [], []
-    for line_number, record in read_jsonl(path):
-        problem = problem_of(record)
-        if problem is None:
-            records.append(record)
-        else:
-            skipped.append(f"{path}:{line_number}: {problem}")
-    if skipped and not skip_invalid:  # the first bad line, and how many there are in all
-        more = f" ({len(skipped) - 1} more invalid line(s) in the file)" if len(skipped) > 1 else ""
-        raise AlignpipeError(f"{skipped[0]}{more}. Fix the line, or set data.skip_invalid=true to skip bad lines.")
-    if skipped:
-        print(f"warning: skipped {len(skipped)} invalid line(s) in {path}; first: {skipped[0]}", flush=True)
-    if not records:
-        raise AlignpipeError(f"{path} holds no usable examples (empty file, or every line invalid).")
-    return records
-
-
-def load_sft_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
-    records = load_valid_records(path, sft_record_problem, skip_invalid)
-    if len({"messages" in record for record in records}) > 1:
-        raise AlignpipeError(f"{path} mixes 'messages' and 'text' records; use one format per file.")
-    return records
-
-
-def load_train_and_eval(
-    data_config: Any, seed: int, load_records: Any, what: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Training and held-out records: data.eval if given, else a seeded data.eval_fraction of data.train."""
     if data_config.train is None:
-        raise AlignpipeError(f"data.train is not set: give a JSONL file of {what}.")
+        raise AlignpipeError(f"data.train is not set: give a file, folder or hub id with {purpose_help(purpose)}.")
     with line_limit(data_config.max_line_bytes):
-        train = load_records(data_config.train, data_config.skip_invalid)
+        train, train_lineage = load_split(data_config.train, data_config.split, data_config, purpose)
+        lineage = {"train": train_lineage}
         if data_config.eval is not None:
-            return train, load_records(data_config.eval, data_config.skip_invalid)
-    return split_train_eval(train, data_config.eval_fraction, seed)
+            held_out, lineage["eval"] = load_split(data_config.eval, data_config.eval_split or data_config.split,
+                                                   data_config, purpose)
+            return train, held_out, lineage
+    train, held_out = split_train_eval(train, data_config.eval_fraction, seed)
+    train_lineage["examples"] = len(train)
+    if len(held_out):
+        lineage["eval"] = {"source": train_lineage["source"], "held_out_from": "train",
+                           "eval_fraction": data_config.eval_fraction, "examples": len(held_out)}
+    return train, held_out, lineage
 
 
-def split_train_eval(
-    records: list[dict[str, Any]], eval_fraction: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_records(spec: str, purpose: str, data_config: Any = None) -> Dataset:
+    """One source's examples for a purpose, with the recipe's data settings (format, columns, ...) if given."""
+    from alignpipe.config import DataConfig
+
+    data_config = data_config or DataConfig()
+    return load_split(spec, data_config.split, data_config, purpose)[0]
+
+
+def purpose_help(purpose: str) -> str:
+    return {"sft": "conversations or raw text", "pairs": "preference pairs (prompt, chosen, rejected)",
+            "kto": "KTO examples (prompt, completion, label) or preference pairs",
+            "prompts": "prompts (or pairs and conversations, whose prompts are used)"}[purpose]
+
+
+def load_split(spec: str, split: str | None, data_config: Any, purpose: str) -> tuple[Dataset, dict[str, Any]]:
+    """Read one source, convert every row to the purpose's examples, and write them to Arrow."""
+    source = sources.resolve_source(str(spec), split, data_config.subset, data_config.revision)
+    rows, fingerprint = read_source(source)
+    first_rows = list(islice(rows, DETECTION_ROWS))
+    if not first_rows:
+        raise AlignpipeError(f"{source.name} holds no usable examples: it is empty (no rows).")
+    columns = dict(data_config.columns or {})
+    check_mapped_columns(first_rows, columns, source)
+    renamed = [Record(r.source, r.line, formats.rename_columns(r.data, columns), r.indexed) for r in first_rows]
+    layout = choose_layout(renamed, data_config.format, purpose, source)
+    counts: Counter[str] = Counter()
+    rows = chain(first_rows, rows)
+    examples = convert_rows(rows, layout, purpose, columns, data_config.skip_invalid, counts)
+    dataset = write_arrow(examples, source, purpose)
+    skipped = {kind: n for kind, n in counts.items() if kind not in ("read", "kept")}
+    how = "detected" if data_config.format == "auto" else "data.format"
+    if purpose == "prompts" and layout != "prompt":
+        print(f"note: online RL learns from prompts only; the answers in {source.name} are not used.", flush=True)
+    print(f"Data: {source.name}: {layout} layout ({how}); {counts['read']} rows read, {counts['kept']} kept"
+          + (f", skipped: {skipped}" if skipped else ""), flush=True)
+    lineage = {
+        "source": source.location, "path": source.location, "kind": source.kind, "split": source.split,
+        "subset": source.subset if source.kind == "hub" else None,
+        "revision": source.revision if source.kind == "hub" else None,
+        "layout": layout, "layout_from": how, "columns": columns or None,
+        "rows_read": counts["read"], "rows_kept": counts["kept"], "rows_skipped": sum(skipped.values()),
+        "skipped": skipped, "examples": len(dataset), **fingerprint,
+    }
+    return dataset, lineage
+
+
+def read_source(source: sources.Source, fingerprint: bool = True) -> tuple[Iterator[Record], dict[str, Any]]:
+    """Rows of any source. JSON lines are read here, line by line; every other kind by alignpipe.sources."""
+    if source.kind != "jsonl":
+        return sources.read_rows(source, fingerprint)
+    rows = (Record(source.location, line, data) for line, data in iter_jsonl(source.location))
+    return rows, {"sha256": file_sha256(source.location)} if fingerprint else {}
+
+
+def describe_sources(data_config: Any) -> list[str]:
+    """What data.train and data.eval are, found on the file system alone (a dry run: nothing read or downloaded);
+    a local path that does not exist is an error here, before anything loads."""
+    lines = []
+    for role, spec, split in (("train", data_config.train, data_config.split),
+                              ("eval", data_config.eval, data_config.eval_split or data_config.split)):
+        if spec is None:
+            continue
+        source = sources.resolve_source(str(spec), split, data_config.subset, data_config.revision)
+        what = "hub dataset (not contacted in a dry run)" if source.kind == "hub" else f"local {source.kind}"
+        lines.append(f"data.{role}: {source.name}: {what}, layout {data_config.format}")
+    return lines
+
+
+def count_rows(spec: str, data_config: Any) -> int:
+    """Rows in a local source (for plans); a hub id is not counted: nothing is downloaded for a plan."""
+    source = sources.resolve_source(str(spec), data_config.split, data_config.subset, data_config.revision)
+    if source.kind == "hub":
+        raise AlignpipeError(f"{spec} is a hub id; counting its rows would download it. Give train.max_steps, or "
+                             "point data.train at a local copy.")
+    return sum(1 for _ in read_source(source, fingerprint=False)[0])
+
+
+def check_mapped_columns(first_rows: list[Record], columns: dict[str, str], source: sources.Source) -> None:
+    """data.columns must name columns the data has, and our side must be a column name a layout uses."""
+    first = next((r for r in first_rows if isinstance(r.data, dict)), None)
+    if not columns or first is None:
+        return
+    unknown = [ours for ours in columns if ours not in formats.COLUMN_NAMES]
+    if unknown:
+        raise AlignpipeError(f"data.columns: {', '.join(unknown)} is not a column of any layout; the keys are our "
+                             f"names ({', '.join(formats.COLUMN_NAMES)}), the values the data's own.")
+    readable = [r.data for r in first_rows if isinstance(r.data, dict)]  # JSON lines may leave optional keys out
+    absent = [theirs for theirs in columns.values() if not any(theirs in row for row in readable)]
+    if absent:
+        raise AlignpipeError(f"data.columns names {', '.join(repr(name) for name in absent)}, but {first.where} has no "
+                             f"such column; its columns: {', '.join(first.data) or 'none'}.")
+
+
+def choose_layout(first_rows: list[Record], wanted: str, purpose: str, source: sources.Source) -> str:
+    usable = PURPOSES[purpose]
+    if wanted == "auto":
+        rows = [(r.where, r.data) for r in first_rows]
+        return formats.detect_layout(rows, usable, source.name, purpose_help(purpose))
+    if wanted not in usable:
+        raise AlignpipeError(f"data.format={wanted} is a layout this stage cannot train on: it needs "
+                             f"{purpose_help(purpose)} ({', '.join(usable)})." + formats.belongs_note([wanted]))
+    first = next((r for r in first_rows if isinstance(r.data, dict)), None)
+    if first is not None:
+        found = formats.columns_of(first.data)
+        missing = formats.missing_columns(found, wanted)
+        if missing:
+            fits = [layout for layout in formats.matching_layouts(first.data) if layout in usable]
+            hint = f" It looks like data.format={fits[0]}." if fits else " Map names with data.columns={ours: theirs}."
+            raise AlignpipeError(f"{first.where}: data.format={wanted} needs the column(s) {', '.join(missing)}; "
+                                 f"{source.name} has {', '.join(found) or 'none'}.{hint}")
+    return wanted
+
+
+def convert_rows(rows: Iterator[Record], layout: str, purpose: str, columns: dict[str, str], skip_invalid: bool,
+                 counts: Counter[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The purpose's examples, row by row, each with where its row was; `counts` tallies read, kept and skipped
+    rows by reason."""
+    seen_prompts: set[bytes] = set()
+    for record in rows:
+        counts["read"] += 1
+        try:
+            converted = formats.convert_row(formats.rename_columns(record.data, columns), layout)
+            examples = EXAMPLES_FOR[purpose](converted, seen_prompts)
+        except formats.RowProblem as problem:
+            if problem.kind in ("identical_pair", "duplicate_prompt"):  # not errors: nothing to learn, counted
+                counts[problem.kind] += 1
+                continue
+            if not skip_invalid:
+                raise AlignpipeError(f"{record.where}: {problem.reason}. Fix the row, or set data.skip_invalid=true "
+                                     "to skip bad rows.") from None
+            if not counts["invalid"]:
+                print(f"warning: skipping invalid rows, first {record.where}: {problem.reason}", flush=True)
+            counts["invalid"] += 1
+            continue
+        counts["kept"] += 1
+        for example in examples:
+            yield record.where, example
+
+
+def sft_examples(record: dict[str, Any], _: set[bytes]) -> list[dict[str, Any]]:
+    return [record]
+
+
+def pair_examples(record: dict[str, Any], _: set[bytes]) -> list[dict[str, Any]]:
+    if record["chosen"] == record["rejected"]:
+        raise formats.RowProblem("chosen equals rejected", kind="identical_pair")
+    return [record]
+
+
+def kto_examples(record: dict[str, Any], seen: set[bytes]) -> list[dict[str, Any]]:
+    """A KTO example as it is; a preference pair becomes two, its chosen desirable and its rejected undesirable."""
+    if "label" in record:
+        return [record]
+    pair = pair_examples(record, seen)[0]
+    return [{"prompt": pair["prompt"], "completion": pair["chosen"], "label": True},
+            {"prompt": pair["prompt"], "completion": pair["rejected"], "label": False}]
+
+
+def prompt_examples(record: dict[str, Any], seen: set[bytes]) -> list[dict[str, Any]]:
+    """The prompt of any record (a conversation's: everything before its last answer), each prompt once."""
+    if "messages" in record:
+        last_answer = max(i for i, message in enumerate(record["messages"]) if message["role"] == "assistant")
+        prompt = record["messages"][:last_answer]
+    else:
+        prompt = record["prompt"]
+    if not prompt:
+        raise formats.RowProblem("no prompt before the answer")
+    digest = hashlib.sha1(json.dumps(prompt, ensure_ascii=False).encode()).digest()
+    if digest in seen:
+        raise formats.RowProblem("prompt seen before", kind="duplicate_prompt")
+    seen.add(digest)
+    return [{"prompt": prompt}]
+
+
+EXAMPLES_FOR: dict[str, Callable[[dict[str, Any], set[bytes]], list[dict[str, Any]]]] = {
+    "sft": sft_examples, "pairs": pair_examples, "kto": kto_examples, "prompts": prompt_examples}
+
+
+def arrow_features(example: dict[str, Any]) -> Any:
+    """The Arrow schema of a purpose's examples, from the first one (a margin column only when pairs have one).
+    Messages keep role and content: the fields every chat template reads."""
+    from datasets import Features, List, Value
+
+    message = List({"role": Value("string"), "content": Value("string")})
+    types = {"messages": message, "text": Value("string"), "prompt": message, "chosen": message,
+             "rejected": message, "completion": message, "label": Value("bool"), "margin": Value("float64")}
+    return Features({key: types[key] for key in example})
+
+
+def write_arrow(examples: Iterator[tuple[str, dict[str, Any]]], source: sources.Source, purpose: str) -> Dataset:
+    """Examples -> a memory-mapped Arrow dataset in the scratch folder. Every example must have the first one's
+    fields: one kind of record per file (no messages mixed with text, margins on every pair or none)."""
+    from datasets.exceptions import DatasetGenerationError
+
+    first = next(examples, None)
+    if first is None:
+        raise AlignpipeError(f"{source.name} holds no usable examples (it is empty, or every row was skipped).")
+    fields = set(first[1])
+
+    def generate() -> Iterator[dict[str, Any]]:
+        yield first[1]
+        for where, example in examples:
+            if set(example) != fields:
+                raise AlignpipeError(f"{where}: this row gives {', '.join(sorted(example))} where the first gave "
+                                     f"{', '.join(sorted(fields))}; use one kind of record per file "
+                                     "(messages or text; a margin on every pair or on none).")
+            yield example
+
+    try:
+        dataset = Dataset.from_generator(generate, features=arrow_features(first[1]), cache_dir=scratch_dir(),
+                                         fingerprint=uuid.uuid4().hex)
+    except DatasetGenerationError as error:  # datasets wraps what the generator raised
+        cause = error.__cause__
+        while cause is not None and not isinstance(cause, AlignpipeError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        raise
+    if purpose == "kto" and len(dataset.unique("label")) < 2:
+        raise AlignpipeError(f"{source.name}: KTO needs both desirable (label true) and undesirable (label false) "
+                             "examples.")
+    return dataset
+
+
+@functools.cache
+def scratch_dir() -> str:
+    """Where this process writes loaded data (in the datasets cache, not /tmp, which may be memory); removed at exit."""
+    import datasets
+
+    base = Path(datasets.config.HF_DATASETS_CACHE) / "alignpipe"
+    base.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix="load-", dir=base)
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def split_train_eval(records: Dataset, eval_fraction: float, seed: int) -> tuple[Dataset, Dataset | list]:
+    """A seeded share held out; both parts keep the file's order (memory-mapped reads stay sequential)."""
+    import numpy as np
+
     if eval_fraction <= 0:
         return records, []
-    shuffled = records[:]
-    random.Random(seed).shuffle(shuffled)
-    n_eval = max(1, round(len(shuffled) * eval_fraction))
-    if n_eval >= len(shuffled):
+    n_eval = max(1, round(len(records) * eval_fraction))
+    if n_eval >= len(records):
         raise AlignpipeError(f"data.eval_fraction={eval_fraction} leaves no training examples out of {len(records)}.")
-    return shuffled[n_eval:], shuffled[:n_eval]
+    order = np.random.default_rng(seed).permutation(len(records))
+    return records.select(np.sort(order[n_eval:])), records.select(np.sort(order[:n_eval]))
 
 
 def records_to_score(input_path: Path, field: str, output_path: Path) -> list[dict[str, Any]]:
@@ -111,10 +343,10 @@ def records_to_score(input_path: Path, field: str, output_path: Path) -> list[di
 
     Refuses an existing output file (nothing is overwritten) and names file:line of a line without the field.
     """
-    if output_path.exists():
-        raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
     from alignpipe.jsonl_reader import read_valid_json_lines
 
+    if output_path.exists():
+        raise AlignpipeError(f"Output file {output_path} exists; choose another --output (nothing is overwritten).")
     rows = read_valid_json_lines(input_path)
     if not rows:
         raise AlignpipeError(f"{input_path} holds no lines to score.")
@@ -132,24 +364,37 @@ def write_jsonl(path: Path, records: list[Any]) -> None:
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def tokenize_sft(records: list[dict[str, Any]], tokenizer: Any, assistant_only_loss: bool) -> Dataset:
-    """Token ids plus, for conversations, an `assistant_masks` column that TRL turns into labels.
+def tokenize_sft(records: Dataset | list[dict[str, Any]], tokenizer: Any, assistant_only_loss: bool,
+                 max_length: int | None = None) -> Dataset:
+    """Token ids plus, for conversations, an `assistant_masks` column that TRL turns into labels. Raw text longer
+    than `max_length` tokens is cut into windows of `max_length` (continued pretraining learns every token of a long
+    document; the trainer would otherwise truncate it and drop the rest).
 
     We build the mask ourselves rather than through `{% generation %}` template markers, which most chat templates
     (the embedded model's included) lack: an assistant turn is the text between the rendering of the conversation
     up to the turn's generation prompt and the rendering that includes the turn. This works for every template that
     renders a conversation's prefix as a prefix of the whole, which generation itself relies on.
     """
-    rows = [tokenize_sft_record(record, tokenizer, assistant_only_loss) for record in records]
-    return Dataset.from_list(rows)
+    if isinstance(records, list):
+        records = Dataset.from_list(records)
+    def tokenize_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        rows = [tokenize_sft_record(dict(zip(batch, values)), tokenizer, assistant_only_loss)
+                for values in zip(*batch.values())]
+        rows = [window for row in rows for window in text_windows(row, max_length)]
+        return {key: [row[key] for row in rows] for key in rows[0]}
+
+    # map writes the tokens batch by batch next to the loaded data (no list of every row in memory); the
+    # fingerprint is given so that datasets does not hash the tokenizer to name its cache file.
+    return records.map(tokenize_batch, batched=True, remove_columns=records.column_names,
+                       new_fingerprint=uuid.uuid4().hex)
+
+
+def text_windows(row: dict[str, list[int]], max_length: int | None) -> list[dict[str, list[int]]]:
+    """A raw-text row as windows of at most max_length tokens (the last one ends with the document's EOS)."""
+    ids = row["input_ids"]
+    if "assistant_masks" in row or max_length is None or len(ids) <= max_length:
+        return [row]
+    return [{"input_ids": ids[start:start + max_length]} for start in range(0, len(ids), max_length)]
 
 
 def tokenize_sft_record(record: dict[str, Any], tokenizer: Any, assistant_only_loss: bool) -> dict[str, list[int]]:
@@ -189,132 +434,3 @@ def assistant_turn_renderings(messages: list[dict[str, str]], tokenizer: Any) ->
             through = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
             renderings.append((before, through))
     return renderings
-
-
-def preference_record_problem(record: Any) -> str | None:
-    """Why a record is not a preference pair, or None. Accepts explicit-prompt, implicit-prompt and string pairs."""
-    if isinstance(record, BadLine):
-        return record.reason
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    missing = [key for key in ("chosen", "rejected") if key not in record]
-    if len(missing) == 2 and "prompt" in record:
-        return "missing 'chosen' and 'rejected': a prompt-only line suits online RL (rlhf.algorithm=grpo or rloo)"
-    if missing:
-        return f"missing '{missing[0]}'"
-    kinds = {type(record[key]) for key in ("prompt", "chosen", "rejected") if key in record}
-    if kinds == {str}:
-        return None if record["chosen"].strip() and record["rejected"].strip() else "empty 'chosen' or 'rejected'"
-    if kinds != {list}:
-        return "'prompt', 'chosen' and 'rejected' must all be message lists or all be strings"
-    if not record["chosen"] or not record["rejected"]:
-        return "'chosen' and 'rejected' must not be empty"
-    for key in ("prompt", "chosen", "rejected"):
-        problem = messages_problem(record[key], key) if record.get(key) else None  # the prompt may be empty
-        if problem is not None:
-            return problem
-    if "margin" in record and not isinstance(record["margin"], (int, float)):
-        return "'margin' must be a number"
-    return None
-
-
-def trainable_pair_problem(record: Any) -> str | None:
-    """preference_record_problem, and a pair whose chosen equals its rejected: it has no preference to learn (the
-    DPO-family losses see no margin, a reward model no difference, KTO the same answer as good and as bad)."""
-    problem = preference_record_problem(record)
-    if problem is None and (pair := normalize_preference(record))["chosen"] == pair["rejected"]:
-        return "'chosen' equals 'rejected' (after the shared prompt), so the pair teaches nothing"
-    return problem
-
-
-def normalize_preference(record: dict[str, Any]) -> dict[str, Any]:
-    """One shape for every accepted format: {"prompt": [...], "chosen": [...], "rejected": [...]} (+ margin)."""
-    if isinstance(record["chosen"], str):
-        prompt = [{"role": "user", "content": record["prompt"]}] if record.get("prompt") else []
-        chosen = [{"role": "assistant", "content": record["chosen"]}]
-        rejected = [{"role": "assistant", "content": record["rejected"]}]
-    elif "prompt" in record:
-        prompt, chosen, rejected = record["prompt"], record["chosen"], record["rejected"]
-    else:  # implicit prompt: the shared leading messages are the prompt
-        shared = 0
-        while (
-            shared < min(len(record["chosen"]), len(record["rejected"])) - 1
-            and record["chosen"][shared] == record["rejected"][shared]
-        ):
-            shared += 1
-        prompt = record["chosen"][:shared]
-        chosen, rejected = record["chosen"][shared:], record["rejected"][shared:]
-    pair = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
-    if "margin" in record:
-        pair["margin"] = float(record["margin"])
-    return pair
-
-
-def load_preference_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
-    """Validated, normalized pairs; a pair whose chosen equals its rejected is an invalid line like any other."""
-    pairs = [normalize_preference(record) for record in load_valid_records(path, trainable_pair_problem, skip_invalid)]
-    if len({"margin" in pair for pair in pairs}) > 1:
-        raise AlignpipeError(f"{path}: 'margin' must be given on every pair or on none.")
-    return pairs
-
-
-def as_messages(value: str | list[dict[str, str]], role: str) -> list[dict[str, str]]:
-    return [{"role": role, "content": value}] if isinstance(value, str) else value
-
-
-def prompt_record_problem(record: Any) -> str | None:
-    """Why a record gives no prompt for online RL, or None. Prompt-only lines, pairs and KTO lines all do."""
-    if isinstance(record, BadLine):
-        return record.reason
-    if not isinstance(record, dict):
-        return f"expected a JSON object, got {type(record).__name__}"
-    if "prompt" not in record:
-        return "missing 'prompt' (a string or a list of messages)"
-    if isinstance(record["prompt"], str):
-        return None if record["prompt"].strip() else "empty 'prompt'"
-    return messages_problem(record["prompt"], "prompt")
-
-
-def load_prompt_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
-    """{"prompt": [messages]} records, each prompt once (pair files repeat prompts), in file order."""
-    records = load_valid_records(path, prompt_record_problem, skip_invalid)
-    if any("chosen" in record or "completion" in record for record in records):
-        print(f"note: online RL learns from prompts only; the answers in {path} are not used.", flush=True)
-    prompts: dict[str, dict[str, Any]] = {}
-    for record in records:
-        prompt = as_messages(record["prompt"], "user")
-        prompts.setdefault(json.dumps(prompt, ensure_ascii=False), {"prompt": prompt})
-    return list(prompts.values())
-
-
-def unpaired_record_problem(record: Any) -> str | None:
-    """Why a record is neither a KTO line {"prompt", "completion", "label"} nor a preference pair, or None."""
-    if isinstance(record, dict) and ("chosen" in record or "rejected" in record):
-        return trainable_pair_problem(record)
-    problem = prompt_record_problem(record)
-    if problem is not None:
-        return problem
-    if "completion" not in record or "label" not in record:
-        return "expected {'prompt', 'completion', 'label'} (KTO) or a preference pair {'prompt', 'chosen', 'rejected'}"
-    if not isinstance(record["label"], bool):
-        return "'label' must be true (desirable) or false (undesirable)"
-    if isinstance(record["completion"], str):
-        return None if record["completion"].strip() else "empty 'completion'"
-    return messages_problem(record["completion"], "completion")
-
-
-def load_unpaired_records(path: str | Path, skip_invalid: bool) -> list[dict[str, Any]]:
-    """KTO examples; a preference pair becomes two, its chosen desirable and its rejected undesirable."""
-    examples = []
-    for record in load_valid_records(path, unpaired_record_problem, skip_invalid):
-        if "chosen" in record:
-            pair = normalize_preference(record)
-            examples.append({"prompt": pair["prompt"], "completion": pair["chosen"], "label": True})
-            examples.append({"prompt": pair["prompt"], "completion": pair["rejected"], "label": False})
-        else:
-            prompt = as_messages(record["prompt"], "user")
-            examples.append({"prompt": prompt, "completion": as_messages(record["completion"], "assistant"),
-                             "label": record["label"]})
-    if len({example["label"] for example in examples}) < 2:
-        raise AlignpipeError(f"{path}: KTO needs both desirable (label true) and undesirable (label false) examples.")
-    return examples

@@ -52,10 +52,17 @@ def format_number(value: Any) -> str:
 
 
 def data_rows(chain: list[tuple[Path, dict[str, Any]]]) -> list[str]:
-    rows = ["| stage | role | file | sha256 |", "|---|---|---|---|"]
+    rows = ["| stage | role | source | layout | examples | sha256 (or datasets fingerprint) |", "|---|---|---|---|---|---|"]
     for _, manifest in chain:
         for role, entry in (manifest.get("data") or {}).items():
-            rows.append(f"| {manifest.get('stage')} | {role} | `{entry['path']}` | `{entry['sha256'][:16]}…` |")
+            source = entry.get("source") or entry.get("path")
+            if entry.get("split"):
+                source += f" ({entry['split']})"
+            if entry.get("held_out_from"):
+                source += f" (held out of {entry['held_out_from']})"
+            digest = entry.get("sha256") or entry.get("datasets_fingerprint") or ""
+            rows.append(f"| {manifest.get('stage')} | {role} | `{source}` | {entry.get('layout', '')} | "
+                        f"{entry.get('examples', '')} | {'`' + digest[:16] + '…`' if digest else ''} |")
     return rows
 
 
@@ -90,7 +97,8 @@ def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], nam
     base = manifest.get("base_model", "?")
     base_text = EMBEDDED_DESCRIPTION if base == EMBEDDED_NAME else f"`{base}`"
     quantization = manifest["recipe"]["model"]["quantization"]
-    demo_data = any("data/demo/" in entry["path"] for _, m in chain for entry in (m.get("data") or {}).values())
+    demo_data = any("data/demo/" in (entry.get("source") or entry.get("path") or "")
+                    for _, m in chain for entry in (m.get("data") or {}).values())
     checks = [f"- {c['name']}: max |Δlogit| {c['max_abs']:.3g} ({c['relative']:.3g} of the logit scale "
               f"{c['scale']:.3g}{'' if c['tolerance'] is None else ', tolerance %g' % c['tolerance']}); "
               f"same top-1 token at {c['top1_agreement']:.1%} of positions" for c in record["checks"]]

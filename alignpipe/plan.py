@@ -11,7 +11,6 @@ Measured against the embedded model on CPU: see bench/plan_vs_measured.py and RE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from alignpipe.config import Recipe
@@ -69,6 +68,9 @@ KNOWN_MODELS: dict[str, ModelShape] = {
     "Qwen/Qwen2.5-0.5B-Instruct": ModelShape(151936, 896, 4864, 24, 14, 2, 64, True, True),
     "Qwen/Qwen2.5-7B-Instruct": ModelShape(152064, 3584, 18944, 28, 28, 4, 128, False, True),
     "HuggingFaceTB/SmolLM2-135M-Instruct": ModelShape(49152, 576, 1536, 30, 9, 3, 64, True),
+    # LLM-jp 3 (Apache-2.0, Japanese + English), the base of recipes/ja-domain/.
+    "llm-jp/llm-jp-3-3.7b": ModelShape(99584, 3072, 8192, 28, 24, 24, 128, False),
+    "llm-jp/llm-jp-3-13b": ModelShape(99584, 5120, 13824, 40, 40, 40, 128, False),
 }
 
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -266,11 +268,11 @@ def training_flops(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[s
 
 
 def _steps_for_epochs(recipe: Recipe) -> int:
-    train_file = Path(recipe.data.train or "")
-    if not train_file.is_file():
+    from alignpipe.data import count_rows
+
+    if recipe.data.train is None:
         raise AlignpipeError("train.max_steps=-1 trains for epochs; plan needs data.train to count the examples.")
-    with train_file.open("rb") as lines:  # bytes: counting lines needs no decoding, and bad bytes are no crash
-        examples = sum(1 for line in lines if line.strip())
+    examples = count_rows(recipe.data.train, recipe.data)
     per_step = recipe.train.batch_size * recipe.train.gradient_accumulation_steps
     return max(1, int(examples * recipe.train.epochs / per_step))
 

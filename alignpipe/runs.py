@@ -414,9 +414,11 @@ def update_manifest(stage_dir: Path, **fields: Any) -> dict[str, Any]:
 
 
 def new_manifest(
-    stage: str, recipe: Recipe, parent: Path | None, data_files: dict[str, str | None], previous: dict[str, Any]
+    stage: str, recipe: Recipe, parent: Path | None, data_lineage: dict[str, Any], previous: dict[str, Any]
 ) -> dict[str, Any]:
-    """The manifest at the start (or restart) of a stage; `previous` keeps metrics of an interrupted attempt."""
+    """The manifest at the start (or restart) of a stage; `previous` keeps metrics of an interrupted attempt.
+    `data_lineage` (alignpipe.data.load_train_and_eval) says per split where the data came from, its layout, the
+    rows read, kept and skipped, and a content fingerprint."""
     from alignpipe.models import base_lineage
 
     return {
@@ -429,7 +431,7 @@ def new_manifest(
         "metrics": previous.get("metrics", {}),
         "gate": {"verdict": None, "report": None},
         **parent_standing([parent]),
-        "data": {role: data_lineage(path) for role, path in data_files.items() if path is not None},
+        "data": data_lineage,
         "world_size": world_size(),
         "accelerate_config": recipe.run.accelerate_config if world_size() > 1 else None,
         "versions": library_versions(),
@@ -437,16 +439,6 @@ def new_manifest(
         "started_at": previous.get("started_at") or now(),
         "finished_at": None,
     }
-
-
-def data_lineage(path: str) -> dict[str, Any]:
-    """A data file with its sha256, or a hub dataset id with the commit the local hub cache resolves it to."""
-    from alignpipe.data import file_sha256
-    from alignpipe.models import hub_revision
-
-    if Path(path).is_file():
-        return {"path": path, "sha256": file_sha256(path)}
-    return {"path": path, "sha256": None, "hub_revision": hub_revision(path, "dataset")}
 
 
 def now() -> str:
@@ -475,7 +467,9 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
-def start_stage(recipe: Recipe, stage: str, parent: Path | None) -> tuple[Path, Path | None, dict[str, Any]]:
+def start_stage(
+    recipe: Recipe, stage: str, parent: Path | None, data_lineage: dict[str, Any]
+) -> tuple[Path, Path | None, dict[str, Any]]:
     """Open the stage directory and write its `running` manifest; a resumed stage keeps its earlier metrics.
 
     Under --nproc rank 0 opens (or resumes, or moves aside) the directory while the others wait, then they all
@@ -488,8 +482,7 @@ def start_stage(recipe: Recipe, stage: str, parent: Path | None) -> tuple[Path, 
         stage_dir = stage_dir_for(recipe, stage)
         resume_checkpoint = last_checkpoint(stage_dir)
     previous = read_manifest(stage_dir) if resume_checkpoint else {}
-    data_files = {"train": recipe.data.train, "eval": recipe.data.eval}
-    manifest = new_manifest(stage, recipe, parent=parent, data_files=data_files, previous=previous)
+    manifest = new_manifest(stage, recipe, parent=parent, data_lineage=data_lineage, previous=previous)
     write_manifest(stage_dir, manifest)
     return stage_dir, resume_checkpoint, manifest
 

@@ -242,11 +242,10 @@ def stage_tokenizer_and_records(recipe: Any, stage: str) -> tuple[Any, list[dict
     if recipe.data.train is None:
         raise AlignpipeError(f"data.train is not set for the {stage} stage: nothing to check.")
     if stage == "sft":
-        records = data.load_sft_records(recipe.data.train, recipe.data.skip_invalid)
+        records = data.load_records(recipe.data.train, "sft", recipe.data)
         return tokenizer, records, recipe.sft.assistant_only_loss and "messages" in records[0]
     if stage == "rm":
-        return tokenizer, data.load_preference_records(recipe.data.train, recipe.data.skip_invalid), False
-    from alignpipe.stages.rlhf import DATA_FORMATS
+        return tokenizer, data.load_records(recipe.data.train, "pairs", recipe.data), False
+    from alignpipe.stages.rlhf import DATA_PURPOSES
 
-    load_records, _ = DATA_FORMATS[recipe.rlhf.algorithm]
-    return tokenizer, load_records(recipe.data.train, recipe.data.skip_invalid), False
+    return tokenizer, data.load_records(recipe.data.train, DATA_PURPOSES[recipe.rlhf.algorithm], recipe.data), False

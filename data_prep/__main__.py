@@ -8,6 +8,7 @@ from pathlib import Path
 
 from alignpipe.errors import AlignpipeError
 from alignpipe.jsonl_reader import DEFAULT_MAX_LINE_BYTES, line_limit
+from data_prep.convert import FORMATS
 
 DESCRIPTION = """\
 data_prep: raw files -> clean train/eval JSONL in alignpipe's formats, English and Japanese.
@@ -27,7 +28,8 @@ EXAMPLES = {
   python -m data_prep convert --format alpaca alpaca_data.json sft.jsonl
   python -m data_prep convert --format sharegpt sharegpt.jsonl.gz sft.jsonl
   python -m data_prep convert --format hh-rlhf hh-rlhf/train.jsonl.gz pairs.jsonl
-  python -m data_prep convert --format pairs ultrafeedback/ pairs.jsonl     # a folder of Parquet files
+  python -m data_prep convert --format preference ultrafeedback/ pairs.jsonl   # a folder of Parquet files
+  python -m data_prep convert --format auto questions.tsv sft.jsonl            # the layout the first row shows
   python -m data_prep convert --format text --text-field body pages.csv text.jsonl""",
     "dedup": """examples:
   python -m data_prep dedup sft.jsonl sft.dedup.jsonl                  # exact and near duplicates
@@ -43,6 +45,7 @@ EXAMPLES = {
   python -m data_prep pii sft.jsonl sft.masked.jsonl     # e-mail, phone, card, IP, My Number, postal code""",
     "decontaminate": """examples:
   python -m data_prep decontaminate sft.jsonl sft.decon.jsonl --against data/demo/sft_eval.jsonl
+  python -m data_prep decontaminate --against data/demo/sft_eval.jsonl sft.jsonl sft.decon.jsonl   # either order
   python -m data_prep decontaminate in.jsonl out.jsonl --against mmlu.jsonl jmmlu.csv --ngram 13 --ngram-chars 20""",
     "split": """examples:
   python -m data_prep split --eval-fraction 0.05 --seed 42 sft.jsonl data/prepared   # -> train.jsonl, eval.jsonl""",
@@ -65,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=summary, epilog=EXAMPLES[name],
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         if in_out:
-            sub.add_argument("input", type=Path, metavar="IN", help="input: .jsonl, .jsonl.gz, .json, .csv, .txt, "
-                             ".parquet, or a local datasets / Parquet folder")
-            sub.add_argument("output", type=Path, metavar="OUT", help="output JSONL (.jsonl.gz compresses)")
+            # Optional here only so that decontaminate can take them back from an --against placed before them.
+            optional = {"nargs": "?"} if name == "decontaminate" else {}
+            sub.add_argument("input", type=Path, metavar="IN", help="input: .jsonl, .jsonl.gz, .json, .csv, .tsv, "
+                             ".txt, .parquet, or a local datasets / Parquet folder", **optional)
+            sub.add_argument("output", type=Path, metavar="OUT", help="output JSONL (.jsonl.gz compresses)", **optional)
             sub.add_argument("--rejects", type=Path, help="where dropped records go (default: next to OUT, "
                              "OUT.rejects.jsonl)")
             sub.add_argument("--skip-bad-lines", action="store_true",
@@ -78,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default %(default)s)")
         return sub
 
-    convert = command("convert", "convert alpaca, sharegpt, messages, hh-rlhf, pairs or raw text to our JSONL")
-    convert.add_argument("--format", required=True, choices=["alpaca", "sharegpt", "messages", "hh-rlhf", "pairs",
-                                                             "text"], help="the input's format")
+    convert = command("convert", "convert alpaca, sharegpt, hh-rlhf, TRL layouts or raw text to our JSONL")
+    convert.add_argument("--format", required=True, choices=FORMATS, help="the input's layout (auto: detect it from "
+                         "the first record); the stages read every one of them directly too (data.format)")
     convert.add_argument("--text-field", default="text", help="--format text: the column holding the text")
 
     dedup = command("dedup", "drop exact and near-duplicate records (MinHash LSH), keeping the first")
@@ -112,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     command("pii", "mask e-mails, phones, credit cards, IP addresses, My Numbers, postal codes; count by kind")
 
     decontaminate = command("decontaminate", "drop training records sharing an n-gram with any eval record")
-    decontaminate.add_argument("--against", nargs="+", required=True, type=Path, metavar="EVAL",
-                               help="eval files, in any format convert reads (give them after IN OUT)")
+    decontaminate.add_argument("--against", nargs="+", action="extend", required=True, type=Path, metavar="EVAL",
+                               help="eval files, in any format convert reads; before or after IN OUT, repeatable")
     decontaminate.add_argument("--ngram", type=int, default=13, help="words per English n-gram (default 13, GPT-3)")
     decontaminate.add_argument("--ngram-chars", type=int, default=20,
                                help="characters per Japanese n-gram (default 20)")
@@ -190,8 +195,24 @@ def run(args: argparse.Namespace) -> dict:
     return run_pipeline(args.file)
 
 
+def take_positionals_back(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """`decontaminate --against EVAL IN OUT` (or `IN --against EVAL OUT`): argparse gives what follows --against to
+    it (one or more values), so the positionals it swallowed are taken back from its end."""
+    if args.command != "decontaminate":
+        return
+    missing = [name for name in ("input", "output") if getattr(args, name) is None]
+    if len(args.against) <= len(missing):
+        parser.error("decontaminate needs IN, OUT and at least one --against EVAL")
+    taken = args.against[len(args.against) - len(missing):]
+    args.against = args.against[: len(args.against) - len(missing)]
+    for name, value in zip(missing, taken):
+        setattr(args, name, value)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    take_positionals_back(parser, args)
     try:
         with line_limit(getattr(args, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)):
             summary = run(args)

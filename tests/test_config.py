@@ -9,7 +9,8 @@ import pytest
 from alignpipe.config import STAGES, load_recipe, valid_key_paths
 from alignpipe.errors import AlignpipeError
 
-RECIPES = sorted(Path(__file__).parents[1].joinpath("recipes").glob("*.yaml"))
+RECIPE_ROOT = Path(__file__).parents[1] / "recipes"
+RECIPES = sorted([*RECIPE_ROOT.glob("*.yaml"), *RECIPE_ROOT.glob("ja-domain/*.yaml")])
 
 
 @pytest.mark.parametrize("recipe_path", RECIPES, ids=[path.name for path in RECIPES])

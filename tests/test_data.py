@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import write_jsonl
 
 from alignpipe import data, models
+from alignpipe.config import DataConfig
 from alignpipe.errors import AlignpipeError
-from conftest import write_jsonl
 
 GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
 
@@ -15,7 +16,7 @@ GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "c
     ("bad_line", "expected"),
     [
         ("{not json", "not valid JSON"),
-        ({"prompt": "no messages here"}, "neither 'messages'"),
+        ({"prompt": "no messages here"}, "no 'messages' for the messages layout"),
         ({"messages": [{"role": "robot", "content": "beep"}]}, "role 'robot'"),
         ({"messages": [{"role": "user", "content": "only a question"}]}, "no assistant message"),
         ({"messages": []}, "non-empty list"),
@@ -24,25 +25,26 @@ GOOD = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "c
 def test_bad_line_names_file_and_line(tmp_path, bad_line, expected):
     path = write_jsonl(tmp_path / "train.jsonl", [GOOD, GOOD, bad_line])
     with pytest.raises(AlignpipeError) as error:
-        data.load_sft_records(path, skip_invalid=False)
+        data.load_records(path, "sft", DataConfig(format="messages"))
     assert f"{path}:3:" in str(error.value) and expected in str(error.value)
     assert "data.skip_invalid=true" in str(error.value)
 
 
 def test_skip_invalid_skips_and_counts(tmp_path, capsys):
     path = write_jsonl(tmp_path / "train.jsonl", [GOOD, "{oops", GOOD, {"text": ""}])
-    records = data.load_sft_records(path, skip_invalid=True)
+    records = data.load_records(path, "sft", DataConfig(skip_invalid=True, format="messages"))
     assert len(records) == 2
-    assert "skipped 2 invalid line(s)" in capsys.readouterr().out
+    assert "4 rows read, 2 kept, skipped: {'invalid': 2}" in capsys.readouterr().out
 
 
 def test_empty_and_missing_files(tmp_path):
     with pytest.raises(AlignpipeError, match="no usable examples"):
-        data.load_sft_records(write_jsonl(tmp_path / "empty.jsonl", []), skip_invalid=False)
+        data.load_records(write_jsonl(tmp_path / "empty.jsonl", []), "sft", DataConfig(format="messages"))
     with pytest.raises(AlignpipeError, match="no usable examples"):
-        data.load_sft_records(write_jsonl(tmp_path / "bad.jsonl", ["{x"]), skip_invalid=True)
+        data.load_records(write_jsonl(tmp_path / "bad.jsonl", ["{x"]), "sft", DataConfig(skip_invalid=True,
+                                                                                         format="messages"))
     with pytest.raises(AlignpipeError, match="Data file not found: .*missing.jsonl"):
-        data.load_sft_records(tmp_path / "missing.jsonl", skip_invalid=False)
+        data.load_records(tmp_path / "missing.jsonl", "sft")
 
 
 def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
@@ -69,17 +71,24 @@ def test_text_records_end_with_eos(tiny_model_dir):
 
 
 def test_eval_fraction_holds_out_a_seeded_split():
-    records = [{"text": str(index)} for index in range(20)]
+    from datasets import Dataset
+
+    records = Dataset.from_list([{"text": str(index)} for index in range(20)])
     train, held_out = data.split_train_eval(records, 0.25, seed=1)
     assert len(held_out) == 5 and len(train) == 15
-    assert held_out == data.split_train_eval(records, 0.25, seed=1)[1]
+    assert held_out["text"] == data.split_train_eval(records, 0.25, seed=1)[1]["text"]
     assert not {r["text"] for r in train} & {r["text"] for r in held_out}
 
 
-def test_the_first_bad_line_is_named_with_how_many_follow(tmp_path):
-    path = write_jsonl(tmp_path / "train.jsonl", [GOOD, "{x", GOOD, {"text": ""}, "[1"])
-    with pytest.raises(AlignpipeError, match=rf"{path}:2: not valid JSON .*\(2 more invalid line\(s\) in the file\)"):
-        data.load_sft_records(path, skip_invalid=False)
+def test_long_raw_text_is_cut_into_windows_not_truncated(tiny_model_dir):
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    text = "The warranty is two years. " * 20
+    whole = data.tokenize_sft_record({"text": text}, tokenizer, assistant_only_loss=True)["input_ids"]
+    windows = data.tokenize_sft([{"text": text}, {"text": "Short."}], tokenizer, True, max_length=16)["input_ids"]
+    assert len(whole) > 16 and all(len(ids) <= 16 for ids in windows)
+    assert [token for ids in windows[:-1] for token in ids] == whole and windows[-1][-1] == tokenizer.eos_token_id  # every token, in order
+    chat = data.tokenize_sft([GOOD], tokenizer, True, max_length=4)  # conversations are left to the trainer
+    assert len(chat) == 1 and len(chat[0]["input_ids"]) > 4
 
 
 def test_hostile_bytes_in_stage_data_are_bad_lines_and_the_limit_is_a_recipe_key(tmp_path, capsys):
@@ -87,22 +96,10 @@ def test_hostile_bytes_in_stage_data_are_bad_lines_and_the_limit_is_a_recipe_key
 
     path = tmp_path / "train.jsonl"
     path.write_bytes(b'{"text": "ok"}\n{"text": "\xc3\x28"}\n{"text": "' + b"z" * 2000 + b'"}\n{"text": "ok"}\n')
-    with pytest.raises(AlignpipeError, match=rf"{path}:2: not UTF-8 text"):
-        data.load_sft_records(path, skip_invalid=False)
-    config = DataConfig(train=str(path), skip_invalid=True, max_line_bytes=1000)
-    train, _ = data.load_train_and_eval(config, 0, data.load_sft_records, "text")
-    assert train == [{"text": "ok"}, {"text": "ok"}]
-    assert "skipped 2 invalid line(s)" in capsys.readouterr().out
-    assert data.load_train_and_eval(DataConfig(train=str(path), skip_invalid=True), 0, data.load_sft_records,
-                                    "text")[0][1] == {"text": "z" * 2000}  # under the default 1 MB limit
-
-
-def test_identical_pairs_are_invalid_for_every_preference_loader(tmp_path, capsys):
-    pair = {"prompt": "q", "chosen": "good", "rejected": "bad"}
-    path = write_jsonl(tmp_path / "pairs.jsonl", [pair, {**pair, "rejected": "good"}, {**pair, "rejected": "good"}])
-    for load in (data.load_preference_records, data.load_unpaired_records):
-        with pytest.raises(AlignpipeError, match=rf"{path}:2: 'chosen' equals 'rejected'.*1 more invalid"):
-            load(path, skip_invalid=False)
-    assert len(data.load_preference_records(path, skip_invalid=True)) == 1
-    assert [example["label"] for example in data.load_unpaired_records(path, skip_invalid=True)] == [True, False]
-    assert "skipped 2 invalid line(s)" in capsys.readouterr().out
+    with pytest.raises(AlignpipeError, match=rf"{path}:2: .*not UTF-8 text"):
+        data.load_train_and_eval(DataConfig(train=str(path), eval_fraction=0.0), 0, "sft")
+    train, _, _ = data.load_train_and_eval(DataConfig(train=str(path), skip_invalid=True, max_line_bytes=1000,
+                                                      eval_fraction=0.0), 0, "sft")
+    assert [row["text"] for row in train] == ["ok", "ok"]  # the bad bytes and the runaway line skipped
+    train, _, _ = data.load_train_and_eval(DataConfig(train=str(path), skip_invalid=True, eval_fraction=0.0), 0, "sft")
+    assert len(train) == 3  # a 2,000-byte line is under the default 1 MB limit

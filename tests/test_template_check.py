@@ -95,7 +95,7 @@ def test_show_tokens_marks_the_trained_spans(tiny_recipe, capsys):
 
 
 def test_demo_data_passes_with_a_chatml_tokenizer():
-    records = data.load_sft_records(REPO / "data/demo/sft_train.jsonl", False)
+    records = data.load_records(REPO / "data/demo/sft_train.jsonl", "sft")
     checked, problems = template_check.check_records(build_tokenizer(), records, True)
     assert checked == template_check.DEFAULT_SAMPLES and problems == []
 

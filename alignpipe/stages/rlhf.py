@@ -33,14 +33,8 @@ STAGE = "rlhf"
 # paper (Meng et al. 2024) uses 2.0-2.5; GRPO's (Shao et al. 2024, DeepSeekMath) 0.04; RLOO TRL's 0.05.
 DEFAULT_BETA = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "simpo": 2.0, "grpo": 0.04, "rloo": 0.05}
 
-DATA_FORMATS = {
-    "dpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
-    "orpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
-    "simpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
-    "kto": (data.load_unpaired_records, "{'prompt', 'completion', 'label'} lines or preference pairs"),
-    "grpo": (data.load_prompt_records, "prompts {'prompt': [...]} (pairs work too: their prompts are used)"),
-    "rloo": (data.load_prompt_records, "prompts {'prompt': [...]} (pairs work too: their prompts are used)"),
-}
+# What each algorithm learns from (alignpipe.data.PURPOSES: the layouts each reads).
+DATA_PURPOSES = {"dpo": "pairs", "orpo": "pairs", "simpo": "pairs", "kto": "kto", "grpo": "prompts", "rloo": "prompts"}
 
 
 def run(recipe: Recipe) -> Path:
@@ -55,8 +49,9 @@ def run(recipe: Recipe) -> Path:
         tokenizer = models.load_tokenizer(str(parent / "adapter"))
     else:
         tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
-    load_records, what = DATA_FORMATS[settings.algorithm]
-    train_records, eval_records = data.load_train_and_eval(recipe.data, recipe.run.seed, load_records, what)
+    train_records, eval_records, data_lineage = data.load_train_and_eval(
+        recipe.data, recipe.run.seed, DATA_PURPOSES[settings.algorithm]
+    )
     template_check.preflight(tokenizer, train_records, assistant_only_loss=False, source=str(recipe.data.train))
     eval_prompts = held_out_prompts(eval_records, settings.eval_prompts)
     print(f"Data: {len(train_records)} training examples, {len(eval_prompts)} held-out prompts "
@@ -67,7 +62,7 @@ def run(recipe: Recipe) -> Path:
     parent_adapter = parent / "adapter" if parent is not None else None
     model = models.load_policy(base_path, recipe.model, parent_adapter, dtype=TORCH_DTYPES[recipe.train.precision])
 
-    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent)
+    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent, data_lineage=data_lineage)
     manifest["reward_model"] = str(reward_stage) if reward_stage is not None else None
     manifest.update(runs.parent_standing([parent, reward_stage]))
     runs.write_manifest(stage_dir, manifest)
@@ -104,7 +99,7 @@ def run(recipe: Recipe) -> Path:
     return stage_dir
 
 
-def held_out_prompts(eval_records: list[dict[str, Any]], limit: int) -> list[list[dict[str, str]]]:
+def held_out_prompts(eval_records: Dataset | list, limit: int) -> list[list[dict[str, str]]]:
     """Distinct prompts of the held-out data, in file order (pair and KTO files repeat prompts)."""
     prompts: list[list[dict[str, str]]] = []
     for record in eval_records:
@@ -118,8 +113,8 @@ def build_trainer(
     model: Any,
     tokenizer: Any,
     stage_dir: Path,
-    train_records: list[dict[str, Any]],
-    eval_records: list[dict[str, Any]],
+    train_records: Dataset,
+    eval_records: Dataset | list,
     reward_model: RewardModel | None,
 ) -> Any:
     """TRL's trainer for the algorithm, training the parent's adapter (or a fresh one on the bare base)."""
@@ -129,8 +124,8 @@ def build_trainer(
     # Evaluation runs once, after training (implicit rewards + the before/after comparison), not periodically.
     common = common_training_arguments(recipe, stage_dir, has_eval=False)
     datasets = {
-        "train_dataset": Dataset.from_list(train_records),
-        "eval_dataset": Dataset.from_list(eval_records) if eval_records and algorithm not in ONLINE_ALGORITHMS else None,
+        "train_dataset": train_records,
+        "eval_dataset": eval_records if len(eval_records) and algorithm not in ONLINE_ALGORITHMS else None,
         "processing_class": tokenizer,
         # With a parent the model carries its adapter already (TRL keeps a frozen copy as the reference);
         # from the bare base a fresh adapter is made, and the reference is the base with it disabled.

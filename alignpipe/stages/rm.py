@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets import Dataset
 from transformers import set_seed
 from trl import RewardConfig, RewardTrainer
 
@@ -35,9 +34,7 @@ def run(recipe: Recipe) -> Path:
         tokenizer = models.load_tokenizer(str(parent / "adapter"))
     else:
         tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
-    train_pairs, eval_pairs = data.load_train_and_eval(
-        recipe.data, recipe.run.seed, data.load_preference_records, what="prompt/chosen/rejected pairs"
-    )
+    train_pairs, eval_pairs, data_lineage = data.load_train_and_eval(recipe.data, recipe.run.seed, "pairs")
     template_check.preflight(tokenizer, train_pairs, assistant_only_loss=False, source=str(recipe.data.train))
     print(f"Data: {len(train_pairs)} training and {len(eval_pairs)} held-out preference pairs", flush=True)
 
@@ -47,7 +44,7 @@ def run(recipe: Recipe) -> Path:
         base_path, recipe.model, tokenizer, parent_adapter, dtype=TORCH_DTYPES[recipe.train.precision]
     )
 
-    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent)
+    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent, data_lineage=data_lineage)
 
     args = RewardConfig(
         **common_training_arguments(recipe, stage_dir, has_eval=bool(eval_pairs)),
@@ -56,8 +53,8 @@ def run(recipe: Recipe) -> Path:
     trainer = RewardTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(train_pairs),
-        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        train_dataset=train_pairs,
+        eval_dataset=eval_pairs if len(eval_pairs) else None,
         processing_class=tokenizer,
         # A fresh adapter only without a parent; SEQ_CLS trains the score head in full.
         peft_config=None if parent_adapter else models.lora_config(recipe.lora, task_type="SEQ_CLS"),

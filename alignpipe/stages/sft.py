@@ -27,18 +27,17 @@ def run(recipe: Recipe) -> Path:
     # Tokenizer and data first: they are cheap, and most user errors live there.
     base_path = models.resolve_base(recipe.model.base)
     tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
-    train_records, eval_records = data.load_train_and_eval(
-        recipe.data, recipe.run.seed, data.load_sft_records, what='{"messages": [...]} or {"text": ...} records'
-    )
+    train_records, eval_records, data_lineage = data.load_train_and_eval(recipe.data, recipe.run.seed, "sft")
     assistant_only = recipe.sft.assistant_only_loss and "messages" in train_records[0]
     template_check.preflight(tokenizer, train_records, assistant_only, source=str(recipe.data.train))
-    train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only)
-    eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only) if eval_records else None
+    max_length = recipe.train.max_length
+    train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only, max_length)
+    eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only, max_length) if len(eval_records) else None
     print(f"Data: {len(train_dataset)} training and {len(eval_records)} held-out examples", flush=True)
 
     model = models.load_causal_lm(base_path, recipe.model, dtype=TORCH_DTYPES[recipe.train.precision])
 
-    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=None)
+    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=None, data_lineage=data_lineage)
 
     trainer = SFTTrainer(
         model=model,

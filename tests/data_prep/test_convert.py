@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpipe.data import load_preference_records, load_sft_records
+from alignpipe.data import load_records
 from alignpipe.errors import AlignpipeError
 from conftest import write_jsonl
 from data_prep.__main__ import main
@@ -57,7 +57,7 @@ def test_alpaca_from_every_input_type_gives_the_same_records(tmp_path):
     assert first["messages"] == [{"role": "user", "content": "Translate to Japanese.\n\nGood morning"},
                                  {"role": "assistant", "content": "おはようございます"}]
     assert second["id"] == "a2" and second["meta"] == {"source": "web", "n": 3}  # extra fields untouched
-    assert load_sft_records(tmp_path / "out-jsonl.jsonl", skip_invalid=False)  # what sft will accept
+    assert load_records(tmp_path / "out-jsonl.jsonl", "sft")  # what sft will accept
 
 
 def test_alpaca_csv_and_a_rejected_record(tmp_path):
@@ -122,7 +122,7 @@ def test_hh_rlhf_keeps_every_turn_and_round_trips_the_final_responses(tmp_path):
     rejects = read(tmp_path / "pairs.rejects.jsonl")
     assert rejects[0]["kind"] == "identical_pair" and rejects[0]["line"] == 3
     assert "differ before their final" in rejects[1]["reason"]
-    assert len(load_preference_records(tmp_path / "pairs.jsonl", skip_invalid=False)) == 2
+    assert len(load_records(tmp_path / "pairs.jsonl", "pairs")) == 2
 
 
 def test_hh_transcript_parser_refuses_what_it_cannot_round_trip():

@@ -85,3 +85,21 @@ def test_short_eval_records_are_counted_and_settings_checked(tmp_path):
         decontaminate_file(train, tmp_path / "out2.jsonl", [])
     with pytest.raises(AlignpipeError, match="not found"):
         decontaminate_file(train, tmp_path / "out3.jsonl", [tmp_path / "missing.jsonl"])
+
+
+@pytest.mark.parametrize("order", ["after", "before", "between", "repeated"])
+def test_against_may_come_before_in_and_out(tmp_path, eval_files, order, capsys):
+    """The order most people type (`--against EVAL IN OUT`) used to fail: --against swallowed IN and OUT."""
+    from data_prep.__main__ import main
+
+    train = write_jsonl(tmp_path / "train.jsonl", [chat("Quiz: " + EVAL_EN[0], "Venus."), chat("Hi", "Hello.")])
+    out, evals = str(tmp_path / "out.jsonl"), [str(path) for path in eval_files]
+    argv = {"after": [str(train), out, "--against", *evals],
+            "before": ["--against", *evals, str(train), out],
+            "between": [str(train), "--against", *evals, out],
+            "repeated": ["--against", evals[0], "--against", evals[1], str(train), out]}[order]
+    assert main(["decontaminate", *argv]) == 0
+    assert [r["messages"][0]["content"] for r in read(tmp_path / "out.jsonl")] == ["Hi"]
+    assert set(json.loads(capsys.readouterr().out.split(": ", 1)[1])["eval_files"]) == set(evals)
+    with pytest.raises(SystemExit):
+        main(["decontaminate", "--against", evals[0], str(train)])  # no room left for OUT and an eval file

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpipe.data import load_sft_records
+from alignpipe.data import load_records
 from alignpipe.errors import AlignpipeError
 from conftest import build_tokenizer, write_jsonl
 from data_prep.__main__ import main
@@ -41,7 +41,9 @@ steps:
 """, encoding="utf-8")
     assert main(["pipeline", str(spec)]) == 0
     out = tmp_path / "prepared"
-    train, held_out = load_sft_records(out / "train.jsonl", False), load_sft_records(out / "eval.jsonl", False)
+    train, held_out = [[json.loads(line) for line in (out / name).read_text(encoding="utf-8").splitlines()]
+                       for name in ("train.jsonl", "eval.jsonl")]
+    assert len(load_records(out / "train.jsonl", "sft")) == len(train)  # what sft accepts
     assert len(train) + len(held_out) == 39 and len(held_out) == 4  # 43 - bad - duplicate - toxic - contaminated
     assert all("[EMAIL]" in r["messages"][1]["content"] for r in train)
     assert sorted(r["id"] for r in train + held_out) == sorted(set(range(40)) - {5})

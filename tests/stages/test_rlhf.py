@@ -149,7 +149,7 @@ def test_rlhf_bad_inputs(trained_run, tmp_path, capsys):
 
     prompts = trained_run.parent / "prompts.jsonl"
     err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=d", f"data.train={prompts}", *point_at_trained_run(trained_run))
-    assert f"{prompts}:1: missing 'chosen' and 'rejected'" in err and "grpo" in err
+    assert f"{prompts}:1: the data is in the prompt layout" in err and "rlhf.algorithm=grpo" in err
 
     # Pairs whose chosen equals rejected teach nothing: every offline algorithm refuses them, as rm does, counted.
     same = write_jsonl(tmp_path / "same.jsonl", [{**pair, "rejected": pair["chosen"]} for pair in separable_pairs(4)])

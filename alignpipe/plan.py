@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alignpipe.algorithms import ALGORITHMS, PREFERENCE, Algorithm
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
 
@@ -169,7 +170,7 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
         raise AlignpipeError(f"Unknown --gpu {gpu}; known: {', '.join(GPUS)}")
     shape = shape or model_shape(recipe.model.base)
     train, model = recipe.train, recipe.model
-    algorithm = recipe.rlhf.algorithm if stage == "rlhf" else None
+    algorithm = ALGORITHMS[recipe.rlhf.algorithm] if stage == "rlhf" else None
     counts = parameter_counts(shape, recipe.lora.r, recipe.lora.target_modules, reward_head=stage == "rm")
     dtype_bytes = 4 if train.precision == "fp32" else 2
     checkpointing = model.gradient_checkpointing if model.gradient_checkpointing is not None else model.quantization != "none"
@@ -181,7 +182,7 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     weights = counts["quantizable"] * quantized_bytes + unquantized * dtype_bytes
 
     # Sequences per step: DPO-family and reward models run chosen and rejected together.
-    pairs = stage == "rm" or algorithm in ("dpo", "orpo", "simpo")
+    pairs = stage == "rm" or (algorithm is not None and algorithm.data == PREFERENCE)
     sequences = train.batch_size * (2 if pairs else 1)
     tokens = sequences * train.max_length
     per_layer = activation_bytes_per_token_layer(shape, dtype_bytes, recipe.lora.dropout > 0)
@@ -194,10 +195,10 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     # Reference for DPO-family, KTO and online RL: a frozen adapter copy (a parent adapter), nothing (a fresh
     # adapter: the base with the adapter off), or, without PEFT, a second model.
     reference = 0.0
-    if algorithm in ("dpo", "kto", "grpo", "rloo") and not (algorithm == "dpo" and recipe.rlhf.precompute_ref_log_probs):
+    if uses_reference_forward(recipe, algorithm):
         reference = counts["lora"] * 4 if recipe.rlhf.parent != "none" else 0.0
     kv_cache = 0
-    if algorithm in ("grpo", "rloo"):  # generation keeps keys and values of every generated sequence
+    if algorithm is not None and algorithm.online:  # generation keeps keys and values of every generated sequence
         kv_cache = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * dtype_bytes * tokens
 
     trainable = counts["trainable"]
@@ -220,7 +221,7 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     seconds = flops["train_flops"] / (peak_tflops * 1e12 * mfu * nproc)
     return {
         "model": recipe.model.base,
-        "stage": stage if algorithm is None else f"{stage} ({algorithm})",
+        "stage": stage if algorithm is None else f"{stage} ({algorithm.name})",
         "gpu": gpu,
         "gpu_memory_gb": memory_gib,
         "total_params": counts["total"],
@@ -241,6 +242,13 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     }
 
 
+def uses_reference_forward(recipe: Recipe, algorithm: Algorithm | None) -> bool:
+    """A frozen reference runs beside the policy, unless DPO computed its log-probabilities once beforehand."""
+    if algorithm is None or not algorithm.reference:
+        return False
+    return not (algorithm.name == "dpo" and recipe.rlhf.precompute_ref_log_probs)
+
+
 def training_flops(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[str, int], sequences: int) -> dict[str, Any]:
     """Model FLOPs of the whole run: 2N per token forward plus attention (PaLM, Chowdhery et al. 2022, app. B).
 
@@ -255,11 +263,11 @@ def training_flops(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[s
     attention = 4 * shape.num_layers * shape.num_heads * shape.head_dim * train.max_length
     forward_per_token = 2 * matmul_params + attention
     passes = 2.0  # LoRA on a frozen base: forward + input-gradient backward
-    algorithm = recipe.rlhf.algorithm if stage == "rlhf" else None
-    if algorithm in ("dpo", "kto", "grpo", "rloo"):
+    algorithm = ALGORITHMS[recipe.rlhf.algorithm] if stage == "rlhf" else None
+    if algorithm is not None and algorithm.reference:
         passes += 1.0  # the reference's forward
     total = passes * forward_per_token * steps_tokens
-    if algorithm in ("grpo", "rloo"):
+    if algorithm is not None and algorithm.online:
         total += forward_per_token * steps * sequences * recipe.rlhf.max_completion_length
     return {"train_tokens": steps_tokens, "steps": steps, "flops_per_token": passes * forward_per_token,
             "train_flops": float(total)}

@@ -246,7 +246,7 @@ def stage_tokenizer_and_records(recipe: Any, stage: str) -> tuple[Any, list[dict
         return tokenizer, records, recipe.sft.assistant_only_loss and "messages" in records[0]
     if stage == "rm":
         return tokenizer, data.load_preference_records(recipe.data.train, recipe.data.skip_invalid), False
-    from alignpipe.stages.rlhf import DATA_FORMATS
+    from alignpipe.algorithms import records_loader
 
-    load_records, _ = DATA_FORMATS[recipe.rlhf.algorithm]
+    load_records, _ = records_loader(recipe.rlhf.algorithm)
     return tokenizer, load_records(recipe.data.train, recipe.data.skip_invalid), False

@@ -21,7 +21,8 @@ from datasets import Dataset
 from transformers import set_seed
 
 from alignpipe import data, models, runs, template_check
-from alignpipe.config import ONLINE_ALGORITHMS, Recipe
+from alignpipe.algorithms import ALGORITHMS, records_loader
+from alignpipe.config import Recipe
 from alignpipe.plots import REWARD_SERIES, save_training_curves
 from alignpipe.policy_eval import compare_before_after, keep_reference_adapter, write_samples
 from alignpipe.reward import RewardModel, load_reward_model
@@ -29,23 +30,9 @@ from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_an
 
 STAGE = "rlhf"
 
-# KL / preference strength when the recipe leaves rlhf.beta unset: TRL's defaults for DPO, KTO and ORPO; SimPO's
-# paper (Meng et al. 2024) uses 2.0-2.5; GRPO's (Shao et al. 2024, DeepSeekMath) 0.04; RLOO TRL's 0.05.
-DEFAULT_BETA = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "simpo": 2.0, "grpo": 0.04, "rloo": 0.05}
-
-DATA_FORMATS = {
-    "dpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
-    "orpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
-    "simpo": (data.load_preference_records, "preference pairs {'prompt', 'chosen', 'rejected'}"),
-    "kto": (data.load_unpaired_records, "{'prompt', 'completion', 'label'} lines or preference pairs"),
-    "grpo": (data.load_prompt_records, "prompts {'prompt': [...]} (pairs work too: their prompts are used)"),
-    "rloo": (data.load_prompt_records, "prompts {'prompt': [...]} (pairs work too: their prompts are used)"),
-}
-
-
 def run(recipe: Recipe) -> Path:
     settings = recipe.rlhf
-    online = settings.algorithm in ONLINE_ALGORITHMS
+    online = ALGORITHMS[settings.algorithm].online
     runs.refuse_finished(runs.stage_dir_for(recipe, STAGE))
     parent = runs.resolve_parent(recipe, STAGE, settings.parent)
     reward_stage = runs.resolve_reward_model(recipe, settings.reward_model, settings.algorithm if online else None)
@@ -55,7 +42,7 @@ def run(recipe: Recipe) -> Path:
         tokenizer = models.load_tokenizer(str(parent / "adapter"))
     else:
         tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
-    load_records, what = DATA_FORMATS[settings.algorithm]
+    load_records, what = records_loader(settings.algorithm)
     train_records, eval_records = data.load_train_and_eval(recipe.data, recipe.run.seed, load_records, what)
     template_check.preflight(tokenizer, train_records, assistant_only_loss=False, source=str(recipe.data.train))
     eval_prompts = held_out_prompts(eval_records, settings.eval_prompts)
@@ -126,12 +113,12 @@ def build_trainer(
     """TRL's trainer for the algorithm, training the parent's adapter (or a fresh one on the bare base)."""
     settings = recipe.rlhf
     algorithm = settings.algorithm
-    beta = settings.beta if settings.beta is not None else DEFAULT_BETA[algorithm]
+    beta = settings.beta if settings.beta is not None else ALGORITHMS[algorithm].default_beta
     # Evaluation runs once, after training (implicit rewards + the before/after comparison), not periodically.
     common = common_training_arguments(recipe, stage_dir, has_eval=False)
     datasets = {
         "train_dataset": Dataset.from_list(train_records),
-        "eval_dataset": Dataset.from_list(eval_records) if eval_records and algorithm not in ONLINE_ALGORITHMS else None,
+        "eval_dataset": Dataset.from_list(eval_records) if eval_records and not ALGORITHMS[algorithm].online else None,
         "processing_class": tokenizer,
         # With a parent the model carries its adapter already (TRL keeps a frozen copy as the reference);
         # from the bare base a fresh adapter is made, and the reference is the base with it disabled.

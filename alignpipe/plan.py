@@ -181,16 +181,24 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     unquantized = counts["base"] - counts["quantizable"]
     weights = counts["quantizable"] * quantized_bytes + unquantized * dtype_bytes
 
-    # Sequences per step: DPO-family and reward models run chosen and rejected together.
+    # Sequences per step: DPO-family and reward models run chosen and rejected together. PPO's train.batch_size is
+    # its rollout; one training pass runs a micro-batch of it, and it trains a critic (an adapter and a value head).
     pairs = stage == "rm" or (algorithm is not None and algorithm.data == PREFERENCE)
     sequences = train.batch_size * (2 if pairs else 1)
+    critic = algorithm is not None and algorithm.critic
+    if critic:
+        sequences = max(1, train.batch_size // (recipe.rlhf.ppo.num_mini_batches * train.gradient_accumulation_steps))
+        counts["trainable"] += counts["lora"] + shape.hidden_size + 1
     tokens = sequences * train.max_length
     per_layer = activation_bytes_per_token_layer(shape, dtype_bytes, recipe.lora.dropout > 0)
     activations_full = tokens * per_layer * shape.num_layers
     # Checkpointing keeps each layer's input and recomputes one layer at a time in the backward pass.
     activations_checkpointed = tokens * (dtype_bytes * shape.hidden_size * shape.num_layers + per_layer)
-    # Logits in the compute dtype, their fp32 copy for the loss, and its fp32 gradient (a reward head has none).
+    # Logits in the compute dtype, their fp32 copy for the loss, and its fp32 gradient (a reward head has none);
+    # PPO computes them for the answer tokens only, plus the entropy's fp32 probabilities.
     logits = 0 if stage == "rm" else tokens * shape.vocab_size * (dtype_bytes + 4 + 4)
+    if critic:
+        logits = sequences * (recipe.rlhf.max_completion_length + 1) * shape.vocab_size * (dtype_bytes + 4 + 4 + 4)
 
     # Reference for DPO-family, KTO and online RL: a frozen adapter copy (a parent adapter), nothing (a fresh
     # adapter: the base with the adapter off), or, without PEFT, a second model.
@@ -199,7 +207,8 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
         reference = counts["lora"] * 4 if recipe.rlhf.parent != "none" else 0.0
     kv_cache = 0
     if algorithm is not None and algorithm.online:  # generation keeps keys and values of every generated sequence
-        kv_cache = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * dtype_bytes * tokens
+        generated_tokens = train.batch_size * train.max_length if critic else tokens
+        kv_cache = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * dtype_bytes * generated_tokens
 
     trainable = counts["trainable"]
     components = {
@@ -210,6 +219,7 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
         "activations": activations_checkpointed if checkpointing else activations_full,
         "logits": logits,
         "reference_model": reference,
+        "reward_model": reward_model_bytes(recipe, algorithm, shape, quantized_bytes, dtype_bytes),
         "generation_kv_cache": kv_cache,
         "cuda_overhead": CUDA_OVERHEAD_GIB * GIB,
     }
@@ -242,6 +252,20 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     }
 
 
+def reward_model_bytes(recipe: Recipe, algorithm: Algorithm | None, shape: ModelShape, quantized_bytes: float,
+                       dtype_bytes: int) -> float:
+    """The reward model online RL scores with: for PPO an adapter and score head on the policy's own base; for
+    GRPO/RLOO a second copy of the base as a sequence classifier (quantized like the policy's), with its adapter."""
+    if algorithm is None or not algorithm.online:
+        return 0.0
+    counts = parameter_counts(shape, recipe.lora.r, recipe.lora.target_modules, reward_head=True)
+    adapter_and_head = counts["lora"] * 4 + shape.hidden_size * 4  # the rm stage's rank taken as lora.r
+    if algorithm.critic:
+        return adapter_and_head
+    unquantized = counts["base"] - counts["quantizable"]
+    return counts["quantizable"] * quantized_bytes + unquantized * dtype_bytes + adapter_and_head
+
+
 def uses_reference_forward(recipe: Recipe, algorithm: Algorithm | None) -> bool:
     """A frozen reference runs beside the policy, unless DPO computed its log-probabilities once beforehand."""
     if algorithm is None or not algorithm.reference:
@@ -266,6 +290,12 @@ def training_flops(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[s
     algorithm = ALGORITHMS[recipe.rlhf.algorithm] if stage == "rlhf" else None
     if algorithm is not None and algorithm.reference:
         passes += 1.0  # the reference's forward
+    if algorithm is not None and algorithm.critic:
+        # PPO per answer: policy, reference, critic and reward forwards on the rollout, then per epoch a policy
+        # and a critic forward + backward; its rollout is train.batch_size answers however it is split.
+        passes = 4.0 + 4.0 * recipe.rlhf.ppo.epochs
+        sequences = train.batch_size
+        steps_tokens = steps * sequences * train.max_length
     total = passes * forward_per_token * steps_tokens
     if algorithm is not None and algorithm.online:
         total += forward_per_token * steps * sequences * recipe.rlhf.max_completion_length

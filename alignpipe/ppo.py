@@ -130,19 +130,20 @@ def positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(1) - 1).clamp(min=0)
 
 
-def answer_logprobs(model: Any, rollout: Rollout, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log-probability of each answer token, entropy of each answer position) under the active adapter.
+def answer_logprobs(model: Any, rollout: Rollout, temperature: float,
+                    with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(log-probability of each answer token, entropy of each answer position if asked) under the active adapter.
 
     Logits are divided by the sampling temperature, so that these are the probabilities the answers were drawn
-    with (N+ details).
+    with (N+ details). Only the answer positions' logits are computed (logits_to_keep): the vocabulary-wide
+    logits are the largest tensors of a step.
     """
-    logits = model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
-                   position_ids=positions(rollout.attention_mask)).logits
-    logits = logits[:, rollout.prompt_width - 1 : -1].float() / temperature
-    log_probs = torch.log_softmax(logits, dim=-1)
     answers = rollout.sequences[:, rollout.prompt_width :]
+    logits = model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
+                   position_ids=positions(rollout.attention_mask), logits_to_keep=answers.shape[1] + 1).logits
+    log_probs = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
     token_logprobs = log_probs.gather(-1, answers.unsqueeze(-1)).squeeze(-1)
-    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1) if with_entropy else None
     return token_logprobs, entropy
 
 

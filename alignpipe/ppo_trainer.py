@@ -103,6 +103,7 @@ class PPOTrainer:
         self.prompts, self.prompt_ids = self.prompts_that_fit(prompts)
         self.stop_ids = sorted(stop_token_ids(model, tokenizer))
         batch = recipe.train.batch_size
+        self.micro_batch_size = max(1, batch // (self.settings.num_mini_batches * recipe.train.gradient_accumulation_steps))
         steps = recipe.train.max_steps
         if steps <= 0:  # train.max_steps=-1: train.epochs passes over the prompts
             steps = math.ceil(len(self.prompts) * recipe.train.epochs / batch)
@@ -194,14 +195,18 @@ class PPOTrainer:
         is_stop = torch.isin(answers, torch.tensor(self.stop_ids, device=answers.device))
         mask = ((is_stop.int().cumsum(1) - is_stop.int()) == 0).float()  # up to and including the first EOS
         has_eos = is_stop.any(1)
-        empty = torch.zeros_like(mask)
-        rollout = Rollout(sequences, attention_mask, width, mask, empty, empty, empty, empty)
-        with self.autocast():
-            rollout.logprobs, _ = answer_logprobs(self.model, rollout, self.temperature)
-            with acting_as(self.model, REFERENCE):
-                ref_logprobs, _ = answer_logprobs(self.model, rollout, self.temperature)
-            with acting_as(self.model, CRITIC):
-                rollout.values = answer_values(self.model, self.value_head, rollout).float()
+        rollout = Rollout(sequences, attention_mask, width, mask, logprobs=torch.zeros_like(mask),
+                          values=torch.zeros_like(mask), advantages=torch.zeros_like(mask), returns=torch.zeros_like(mask))
+        ref_logprobs = torch.zeros_like(mask)
+        # Micro-batches, as in training: the vocabulary-wide logits of a whole rollout would not fit on a GPU.
+        for rows in torch.arange(len(sequences), device=sequences.device).split(self.micro_batch_size):
+            part = rollout.rows(rows)
+            with self.autocast():
+                rollout.logprobs[rows] = answer_logprobs(self.model, part, self.temperature)[0]
+                with acting_as(self.model, REFERENCE):
+                    ref_logprobs[rows] = answer_logprobs(self.model, part, self.temperature)[0]
+                with acting_as(self.model, CRITIC):
+                    rollout.values[rows] = answer_values(self.model, self.value_head, part).float()
         scores = self.score([self.prompts[i] for i in indices], answers, mask, has_eos)
         rewards, kl = per_token_rewards(scores, rollout.logprobs, ref_logprobs, mask, self.kl.beta)
         advantages, rollout.returns = generalized_advantages(rewards, rollout.values, mask, self.settings.gamma,
@@ -246,7 +251,7 @@ class PPOTrainer:
     def update(self, rollout: Rollout, generator: torch.Generator) -> dict[str, float]:
         """rlhf.ppo.epochs passes over shuffled mini-batches, one optimizer step each; the mean statistics."""
         self.model.train()
-        micro_batches = self.train_settings.gradient_accumulation_steps
+        micro_batches = self.train_settings.gradient_accumulation_steps  # per mini-batch
         totals: dict[str, float] = {}
         count = 0
         for _ in range(self.settings.epochs):
@@ -269,7 +274,7 @@ class PPOTrainer:
         """
         with acting_as(self.model, POLICY):
             with self.autocast():
-                logprobs, entropy = answer_logprobs(self.model, part, self.temperature)
+                logprobs, entropy = answer_logprobs(self.model, part, self.temperature, with_entropy=True)
                 policy_loss, policy_stats = clipped_policy_loss(logprobs, part.logprobs, part.advantages, part.mask,
                                                                 self.settings.clip_range)
             (policy_loss / micro_batches).backward()

@@ -140,7 +140,8 @@ def answer_logprobs(model: Any, rollout: Rollout, temperature: float,
     """
     answers = rollout.sequences[:, rollout.prompt_width :]
     logits = model(input_ids=rollout.sequences, attention_mask=rollout.attention_mask,
-                   position_ids=positions(rollout.attention_mask), logits_to_keep=answers.shape[1] + 1).logits
+                   position_ids=positions(rollout.attention_mask), logits_to_keep=answers.shape[1] + 1,
+                   use_cache=False).logits
     log_probs = torch.log_softmax(logits[:, :-1].float() / temperature, dim=-1)
     token_logprobs = log_probs.gather(-1, answers.unsqueeze(-1)).squeeze(-1)
     entropy = -(log_probs.exp() * log_probs).sum(-1) if with_entropy else None

@@ -82,7 +82,8 @@ def backbone(model: Any) -> Any:
 
 def last_hidden_states(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                        position_ids: torch.Tensor | None = None) -> torch.Tensor:
-    output = backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+    output = backbone(model)(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                             use_cache=False)
     return output.last_hidden_state
 
 

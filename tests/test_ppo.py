@@ -113,7 +113,7 @@ def adapter_weights(model, name: str) -> dict[str, torch.Tensor]:
             if f".{name}." in key}
 
 
-def test_ppo_raises_a_rule_reward_and_its_critic_learns(tiny_model_dir, tmp_path):
+def test_ppo_raises_a_rule_reward_and_its_critic_learns(tiny_model_dir, tmp_path, one_thread):
     trainer = rule_reward_trainer(tiny_model_dir, tmp_path, beta=0.05, steps=16)
     reference_before = adapter_weights(trainer.model, "ref")
     policy_before = adapter_weights(trainer.model, "default")
@@ -133,7 +133,7 @@ def test_ppo_raises_a_rule_reward_and_its_critic_learns(tiny_model_dir, tmp_path
     assert trainer.model.active_adapter == "default"  # what is saved and evaluated is the policy
 
 
-def test_a_strong_kl_penalty_keeps_the_policy_near_its_reference(tiny_model_dir, tmp_path):
+def test_a_strong_kl_penalty_keeps_the_policy_near_its_reference(tiny_model_dir, tmp_path, one_thread):
     strong = rule_reward_trainer(tiny_model_dir, tmp_path / "strong", beta=1.0, steps=8)
     weak = rule_reward_trainer(tiny_model_dir, tmp_path / "weak", beta=0.05, steps=8)
     strong.train()

@@ -220,7 +220,7 @@ def test_the_rlhf_gate_reuses_the_sft_gates_answers_as_its_baseline(trained_run,
 PPO = ["rlhf.algorithm=ppo", "train.logging_steps=1"]
 
 
-def test_ppo_trains_policy_and_critic_on_one_base_and_records_its_curves(trained_run, capsys):
+def test_ppo_trains_policy_and_critic_on_one_base_and_records_its_curves(trained_run, capsys, one_thread):
     assert run_cli("rlhf", trained_run, "run.name=ppo", *point_at_trained_run(trained_run), *PPO) == 0
     stage_dir = rlhf_dir(trained_run, "ppo")
     manifest = assert_complete_and_changed(stage_dir, online=True)
@@ -254,7 +254,7 @@ def test_the_reward_adapter_on_the_policys_base_scores_as_the_reward_model_does(
     assert policy.active_adapter == "default"  # scoring switched to the reward adapter and back
 
 
-def test_ppo_resumes_after_an_interruption_as_if_never_stopped(trained_run, monkeypatch, capsys):
+def test_ppo_resumes_after_an_interruption_as_if_never_stopped(trained_run, monkeypatch, capsys, one_thread):
     from alignpipe.ppo_trainer import PPOTrainer
 
     settings = [*point_at_trained_run(trained_run), *PPO, "train.max_steps=4", "train.save_steps=2"]

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import build_tiny_model, machine, run_process, train_reward_stage
+from bench import build_tiny_model, machine, machine_line, run_process, train_reward_stage, write_between_markers
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "bench" / "ppo_vs_grpo.json"
@@ -65,15 +66,7 @@ def write_readme_table(results: dict[str, Any], path: Path) -> None:
             lines.append(f"| {model} | {variant} | 8 | {row['steps']} x {row['repeats']} | {row['s_per_step']:.2f} "
                          f"({row['s_per_step_min']:.2f}-{row['s_per_step_max']:.2f}) | {row['s_per_step'] / grpo:.2f} | "
                          f"{row['setup_seconds']:.1f} | {row['peak_rss_gb']:.2f} |")
-    info = results["machine"]
-    lines += ["", f"Machine: {info['cpu_count']} CPUs, GPU {info['gpu']}, load average (1, 5, 15 min) "
-              f"{', '.join(f'{x:.1f}' for x in info['load_average_at_start'])} at start; torch "
-              f"{info['versions']['torch']}, trl {info['versions']['trl']}."]
-    text = path.read_text(encoding="utf-8")
-    start, end = "<!-- ppo-vs-grpo -->", "<!-- /ppo-vs-grpo -->"
-    before, _, rest = text.partition(start)
-    _, _, after = rest.partition(end)
-    path.write_text(before + start + "\n" + "\n".join(lines) + "\n" + end + after, encoding="utf-8")
+    write_between_markers(path, "ppo-vs-grpo", lines + ["", machine_line(results["machine"])])
 
 
 def main() -> None:
@@ -107,7 +100,7 @@ def main() -> None:
                     print(f"  {model} {variant:<12} repeat {repeat + 1}/{args.repeats}: {result['s_per_step']:.2f} "
                           f"s/step, setup {result['setup_seconds']:.1f} s", flush=True)
             results["models"][model] = {variant: summarize(rows, args.steps) for variant, rows in runs.items()}
-    results["machine"]["load_average_at_end"] = __import__("os").getloadavg()
+    results["machine"]["load_average_at_end"] = os.getloadavg()
     args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if args.output == OUTPUT:
         write_readme_table(results, REPO / "bench" / "README.md")

@@ -127,7 +127,8 @@ def build_trainer(
     eval_records: list[dict[str, Any]],
     reward_model: RewardModel | None,
 ) -> Any:
-    """TRL's trainer for the algorithm, training the parent's adapter (or a fresh one on the bare base)."""
+    """The algorithm's trainer (TRL's; ppo_trainer's for ppo), training the parent's adapter (or a fresh one on the bare
+    base)."""
     settings = recipe.rlhf
     algorithm = settings.algorithm
     beta = settings.beta if settings.beta is not None else ALGORITHMS[algorithm].default_beta

@@ -12,7 +12,7 @@ RECIPE ?= recipes/demo.yaml
 ARGS ?=
 NPROC ?= 1
 
-.PHONY: setup demo sft rm rlhf test test-slow bench clean-runs data bench-data bench-loading
+.PHONY: setup demo sft rm rlhf test test-slow bench bench-ppo clean-runs data bench-data bench-loading
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ test-slow: setup
 BENCH_ARGS ?=
 bench: setup
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+# PPO's step time beside GRPO's on the embedded model, same answers per step (bench/README.md).
+bench-ppo: setup
+	$(PY) bench/ppo_vs_grpo.py $(BENCH_ARGS)
 
 # Data preparation: raw file -> train/eval JSONL with the steps listed in DATA_PIPELINE (see README: data preparation).
 DATA_PIPELINE ?= recipes/data/demo-pipeline.yaml

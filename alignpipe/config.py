@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from alignpipe.algorithms import ALGORITHMS, algorithm_names
 from alignpipe.errors import AlignpipeError
 
 STAGES = ("sft", "rm", "rlhf")
@@ -250,16 +251,44 @@ class RMSettings(Section):
     )
 
 
-OFFLINE_ALGORITHMS = ("dpo", "kto", "orpo", "simpo")  # learn from preference data
-ONLINE_ALGORITHMS = ("grpo", "rloo")  # generate, score with the reward model, reinforce
 RULE_REWARDS = ("length", "toxicity")
+
+
+class PPOSettings(Section):
+    """rlhf.algorithm=ppo: actor-critic PPO as InstructGPT (Ouyang et al. 2022) trained it, with the defaults of
+    Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO" (their TL;DR runs) unless noted."""
+
+    epochs: int = Field(4, gt=0, description="PPO epochs over each batch of sampled answers (N+ details: 4).")
+    num_mini_batches: int = Field(
+        1, gt=0, description="Optimizer steps per epoch: the batch is split into this many mini-batches "
+        "(lm-human-preferences: 1); train.gradient_accumulation_steps splits each mini-batch further for memory."
+    )
+    clip_range: float = Field(0.2, gt=0, description="Clip of the policy ratio, 1 +- clip_range (Schulman et al. 2017).")
+    value_clip_range: float = Field(0.2, gt=0, description="Clip of the value update around the old values.")
+    value_coef: float = Field(0.1, gt=0, description="Weight of the value loss beside the policy loss (N+ details: 0.1).")
+    gamma: float = Field(1.0, gt=0, le=1, description="Discount over answer tokens (1.0: the reward is for the answer).")
+    lam: float = Field(0.95, gt=0, le=1, description="GAE lambda (Schulman et al. 2016): bias/variance of advantages.")
+    whiten_advantages: bool = Field(True, description="Normalise advantages to mean 0, std 1 over each batch.")
+    kl_target: float | None = Field(
+        None, gt=0, description="null: fixed rlhf.beta. A number: the adaptive KL controller of Ziegler et al. 2019 "
+        "moves beta so that the KL per answer (nats) approaches it (their value: 6.0)."
+    )
+    kl_horizon: int = Field(10000, gt=0, description="Adaptive KL: answers over which beta adapts (Ziegler et al.).")
+    missing_eos_penalty: float = Field(
+        1.0, ge=0, description="Subtracted from the normalised reward of an answer cut off at max_completion_length "
+        "without EOS (N+ details: answers without EOS get a low score); 0 turns it off."
+    )
+    critic_init: Literal["reward_model", "policy"] = Field(
+        "reward_model", description="Where the critic (its own LoRA adapter + value head) starts: the reward model's "
+        "adapter and head (InstructGPT; values start near the reward) or the policy's adapter with a zero head."
+    )
 
 
 class RLHFSettings(Section):
     algorithm: str = Field(
         "dpo",
-        description="dpo | kto | orpo | simpo (offline, preference data) or grpo | rloo (online, prompts + the "
-        "run's reward model). ppo is not available: TRL removed its PPOTrainer; grpo and rloo are the PPO-style ones.",
+        description="dpo | kto | orpo | simpo (offline, preference data) or grpo | rloo | ppo (online, prompts + the "
+        "run's reward model); the table is alignpipe/algorithms.py.",
     )
     parent: str = Field("auto", description="Policy to start from: 'auto' = this run's sft stage; 'none'; or a stage dir.")
     reward_model: str = Field(
@@ -270,8 +299,9 @@ class RLHFSettings(Section):
     beta: float | None = Field(
         None,
         ge=0,
-        description="Strength of the pull to the reference (KL coefficient for grpo/rloo). Default per algorithm: "
-        "0.1 for dpo/kto/orpo (TRL), 2.0 for simpo (Meng et al. 2024), 0.04 for grpo (Shao et al. 2024), 0.05 rloo.",
+        description="Strength of the pull to the reference (KL coefficient for grpo/rloo/ppo). Default per algorithm "
+        "(alignpipe/algorithms.py): 0.1 dpo/kto/orpo (TRL), 2.0 simpo (Meng et al. 2024), 0.04 grpo (Shao et al. "
+        "2024), 0.05 rloo (TRL), 0.05 ppo (Huang et al. 2024).",
     )
     loss_type: str | list[str] = Field(
         "sigmoid", description="dpo only, passed to TRL: sigmoid (DPO), ipo, hinge, robust, apo_zero, ... or a list."
@@ -279,9 +309,9 @@ class RLHFSettings(Section):
     simpo_gamma: float = Field(0.5, description="simpo only: target reward margin (TRL's CPO simpo_gamma).")
     num_generations: int = Field(4, ge=2, description="grpo/rloo: completions sampled per prompt (the group).")
     max_completion_length: int = Field(64, ge=1, description="Tokens generated per completion (online RL and eval).")
-    temperature: float = Field(1.0, gt=0, description="grpo/rloo sampling temperature while training.")
+    temperature: float = Field(1.0, gt=0, description="grpo/rloo/ppo sampling temperature while training.")
     rule_rewards: dict[str, float] = Field(
-        {}, description="Extra rewards and their weights for grpo/rloo: length = -(answer tokens / 100), toxicity = "
+        {}, description="Extra rewards and their weights for grpo/rloo/ppo: length = -(answer tokens / 100), toxicity = "
         "-(toxicity in [0, 1]) by the gate's offline scorer; e.g. {length: 0.1, toxicity: 1.0}."
     )
     eval_prompts: int = Field(
@@ -291,17 +321,13 @@ class RLHFSettings(Section):
         False, description="dpo only: compute the reference's log-probabilities once before training, so that no "
         "reference forward pass runs at each step."
     )
+    ppo: PPOSettings = PPOSettings()
 
     @field_validator("algorithm")
     @classmethod
     def known_algorithm(cls, value: str) -> str:
-        if value == "ppo":
-            raise ValueError(
-                "ppo is not available: TRL (1.13+) no longer ships a PPO trainer and alignpipe does not own one yet. "
-                "Use grpo or rloo, the PPO-style online methods (clipped policy ratio, KL to the reference)"
-            )
-        if value not in OFFLINE_ALGORITHMS + ONLINE_ALGORITHMS:
-            raise ValueError(f"unknown algorithm; valid: {', '.join(OFFLINE_ALGORITHMS + ONLINE_ALGORITHMS)}")
+        if value not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm; valid: {algorithm_names()}")
         return value
 
     @field_validator("rule_rewards")

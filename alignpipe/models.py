@@ -195,6 +195,20 @@ def continue_adapter(model: Any, adapter_dir: Path, task_type: str) -> Any:
     return peft_model
 
 
+def copy_adapter(model: Any, source: str, target: str, trainable: bool) -> None:
+    """A new LoRA adapter `target` of a PeftModel with the configuration and weights of its adapter `source`."""
+    import copy
+
+    config = copy.deepcopy(model.peft_config[source])
+    config.inference_mode = not trainable
+    model.add_adapter(target, config)
+    for name, parameter in model.named_parameters():
+        if f".{source}." in name:
+            duplicate = model.get_parameter(name.replace(f".{source}.", f".{target}."))
+            duplicate.data.copy_(parameter.data)
+            duplicate.requires_grad_(trainable)
+
+
 def _load_pretrained(
     auto_class: Any, path: str, model_config: ModelConfig, dtype: torch.dtype, for_training: bool, extra: dict
 ) -> Any:

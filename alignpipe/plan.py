@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from alignpipe.algorithms import ALGORITHMS, PREFERENCE, Algorithm
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
 
@@ -171,7 +172,7 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
         raise AlignpipeError(f"Unknown --gpu {gpu}; known: {', '.join(GPUS)}")
     shape = shape or model_shape(recipe.model.base)
     train, model = recipe.train, recipe.model
-    algorithm = recipe.rlhf.algorithm if stage == "rlhf" else None
+    algorithm = ALGORITHMS[recipe.rlhf.algorithm] if stage == "rlhf" else None
     counts = parameter_counts(shape, recipe.lora.r, recipe.lora.target_modules, reward_head=stage == "rm")
     dtype_bytes = 4 if train.precision == "fp32" else 2
     checkpointing = model.gradient_checkpointing if model.gradient_checkpointing is not None else model.quantization != "none"
@@ -182,25 +183,34 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     unquantized = counts["base"] - counts["quantizable"]
     weights = counts["quantizable"] * quantized_bytes + unquantized * dtype_bytes
 
-    # Sequences per step: DPO-family and reward models run chosen and rejected together.
-    pairs = stage == "rm" or algorithm in ("dpo", "orpo", "simpo")
+    # Sequences per step: DPO-family and reward models run chosen and rejected together. PPO's train.batch_size is
+    # its rollout; one training pass runs a micro-batch of it, and it trains a critic (an adapter and a value head).
+    pairs = stage == "rm" or (algorithm is not None and algorithm.data == PREFERENCE)
     sequences = train.batch_size * (2 if pairs else 1)
+    critic = algorithm is not None and algorithm.critic
+    if critic:
+        sequences = max(1, train.batch_size // (recipe.rlhf.ppo.num_mini_batches * train.gradient_accumulation_steps))
+        counts["trainable"] += counts["lora"] + shape.hidden_size + 1
     tokens = sequences * train.max_length
     per_layer = activation_bytes_per_token_layer(shape, dtype_bytes, recipe.lora.dropout > 0)
     activations_full = tokens * per_layer * shape.num_layers
     # Checkpointing keeps each layer's input and recomputes one layer at a time in the backward pass.
     activations_checkpointed = tokens * (dtype_bytes * shape.hidden_size * shape.num_layers + per_layer)
-    # Logits in the compute dtype, their fp32 copy for the loss, and its fp32 gradient (a reward head has none).
+    # Logits in the compute dtype, their fp32 copy for the loss, and its fp32 gradient (a reward head has none);
+    # PPO computes them for the answer tokens only, plus the entropy's fp32 probabilities.
     logits = 0 if stage == "rm" else tokens * shape.vocab_size * (dtype_bytes + 4 + 4)
+    if critic:
+        logits = sequences * (recipe.rlhf.max_completion_length + 1) * shape.vocab_size * (dtype_bytes + 4 + 4 + 4)
 
     # Reference for DPO-family, KTO and online RL: a frozen adapter copy (a parent adapter), nothing (a fresh
     # adapter: the base with the adapter off), or, without PEFT, a second model.
     reference = 0.0
-    if algorithm in ("dpo", "kto", "grpo", "rloo") and not (algorithm == "dpo" and recipe.rlhf.precompute_ref_log_probs):
+    if uses_reference_forward(recipe, algorithm):
         reference = counts["lora"] * 4 if recipe.rlhf.parent != "none" else 0.0
     kv_cache = 0
-    if algorithm in ("grpo", "rloo"):  # generation keeps keys and values of every generated sequence
-        kv_cache = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * dtype_bytes * tokens
+    if algorithm is not None and algorithm.online:  # generation keeps keys and values of every generated sequence
+        generated_tokens = train.batch_size * train.max_length if critic else tokens
+        kv_cache = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * dtype_bytes * generated_tokens
 
     trainable = counts["trainable"]
     components = {
@@ -211,6 +221,7 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
         "activations": activations_checkpointed if checkpointing else activations_full,
         "logits": logits,
         "reference_model": reference,
+        "reward_model": reward_model_bytes(recipe, algorithm, shape, quantized_bytes, dtype_bytes),
         "generation_kv_cache": kv_cache,
         "cuda_overhead": CUDA_OVERHEAD_GIB * GIB,
     }
@@ -222,7 +233,7 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     seconds = flops["train_flops"] / (peak_tflops * 1e12 * mfu * nproc)
     return {
         "model": recipe.model.base,
-        "stage": stage if algorithm is None else f"{stage} ({algorithm})",
+        "stage": stage if algorithm is None else f"{stage} ({algorithm.name})",
         "gpu": gpu,
         "gpu_memory_gb": memory_gib,
         "total_params": counts["total"],
@@ -243,6 +254,27 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
     }
 
 
+def reward_model_bytes(recipe: Recipe, algorithm: Algorithm | None, shape: ModelShape, quantized_bytes: float,
+                       dtype_bytes: int) -> float:
+    """The reward model online RL scores with: for PPO an adapter and score head on the policy's own base; for
+    GRPO/RLOO a second copy of the base as a sequence classifier (quantized like the policy's), with its adapter."""
+    if algorithm is None or not algorithm.online:
+        return 0.0
+    counts = parameter_counts(shape, recipe.lora.r, recipe.lora.target_modules, reward_head=True)
+    adapter_and_head = counts["lora"] * 4 + shape.hidden_size * 4  # the rm stage's rank taken as lora.r
+    if algorithm.critic:
+        return adapter_and_head
+    unquantized = counts["base"] - counts["quantizable"]
+    return counts["quantizable"] * quantized_bytes + unquantized * dtype_bytes + adapter_and_head
+
+
+def uses_reference_forward(recipe: Recipe, algorithm: Algorithm | None) -> bool:
+    """A frozen reference runs beside the policy, unless DPO computed its log-probabilities once beforehand."""
+    if algorithm is None or not algorithm.reference:
+        return False
+    return not (algorithm.name == "dpo" and recipe.rlhf.precompute_ref_log_probs)
+
+
 def training_flops(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[str, int], sequences: int) -> dict[str, Any]:
     """Model FLOPs of the whole run: 2N per token forward plus attention (PaLM, Chowdhery et al. 2022, app. B).
 
@@ -257,11 +289,17 @@ def training_flops(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[s
     attention = 4 * shape.num_layers * shape.num_heads * shape.head_dim * train.max_length
     forward_per_token = 2 * matmul_params + attention
     passes = 2.0  # LoRA on a frozen base: forward + input-gradient backward
-    algorithm = recipe.rlhf.algorithm if stage == "rlhf" else None
-    if algorithm in ("dpo", "kto", "grpo", "rloo"):
+    algorithm = ALGORITHMS[recipe.rlhf.algorithm] if stage == "rlhf" else None
+    if algorithm is not None and algorithm.reference:
         passes += 1.0  # the reference's forward
+    if algorithm is not None and algorithm.critic:
+        # PPO per answer: policy, reference, critic and reward forwards on the rollout, then per epoch a policy
+        # and a critic forward + backward; its rollout is train.batch_size answers however it is split.
+        passes = 4.0 + 4.0 * recipe.rlhf.ppo.epochs
+        sequences = train.batch_size
+        steps_tokens = steps * sequences * train.max_length
     total = passes * forward_per_token * steps_tokens
-    if algorithm in ("grpo", "rloo"):
+    if algorithm is not None and algorithm.online:
         total += forward_per_token * steps * sequences * recipe.rlhf.max_completion_length
     return {"train_tokens": steps_tokens, "steps": steps, "flops_per_token": passes * forward_per_token,
             "train_flops": float(total)}

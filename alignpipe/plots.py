@@ -46,3 +46,32 @@ def save_training_curves(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def save_curve_panels(log_history: list[dict[str, Any]], path: Path, title: str, names: tuple[str, ...]) -> Path | None:
+    """One small plot per logged series (their scales differ: a reward, a KL, a loss, a fraction), side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {name: [(entry["step"], float(entry[name])) for entry in log_history if name in entry] for name in names}
+    series = {name: points for name, points in series.items() if points}
+    if not series:
+        return None
+    columns = min(3, len(series))
+    rows = -(-len(series) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False)
+    for axis, (name, points) in zip(axes.flat, series.items()):
+        steps, values = zip(*points)
+        axis.plot(steps, values, marker="o" if len(points) < 30 else None)
+        axis.set_title(name.replace("_", " "))
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(series):]:
+        axis.set_visible(False)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

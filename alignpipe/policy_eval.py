@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from alignpipe.models import copy_adapter
 from alignpipe.reward import Conversation, RewardModel
 
 SAMPLES_FILE = "samples.jsonl"
@@ -34,7 +35,7 @@ def generate_answers(
                                                           "num_return_sequences": samples}
     if samples > 1:
         torch.manual_seed(seed)
-    stop_ids = _stop_token_ids(model, tokenizer)
+    stop_ids = stop_token_ids(model, tokenizer)
     answers = []
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # batched generation continues every row from its last real token
@@ -66,7 +67,7 @@ def answer_text(tokenizer: Any, answer_ids: list[int]) -> str:
     return tokenizer.decode(answer_ids, skip_special_tokens=True).strip().rstrip("\ufffd")
 
 
-def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
+def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
     configured = model.generation_config.eos_token_id
     ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
     return ids | {tokenizer.eos_token_id}
@@ -75,14 +76,8 @@ def _stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
 def keep_reference_adapter(model: Any) -> None:
     """Give a reference-free trainer's model (ORPO, SimPO) the frozen "ref" copy of its starting adapter that DPO,
     KTO, GRPO and RLOO keep, so that "before" is the parent policy for every algorithm. Call before training."""
-    if "ref" in model.peft_config:
-        return
-    model.add_adapter("ref", model.peft_config["default"])
-    for name, parameter in model.named_parameters():
-        if ".default." in name:
-            reference = model.get_parameter(name.replace(".default.", ".ref."))
-            reference.data.copy_(parameter.data)
-            reference.requires_grad_(False)
+    if "ref" not in model.peft_config:
+        copy_adapter(model, "default", "ref", trainable=False)
 
 
 def reference_policy(model: Any) -> Any:

@@ -246,6 +246,6 @@ def stage_tokenizer_and_records(recipe: Any, stage: str) -> tuple[Any, list[dict
         return tokenizer, records, recipe.sft.assistant_only_loss and "messages" in records[0]
     if stage == "rm":
         return tokenizer, data.load_records(recipe.data.train, "pairs", recipe.data), False
-    from alignpipe.stages.rlhf import DATA_PURPOSES
+    from alignpipe.algorithms import ALGORITHMS
 
-    return tokenizer, data.load_records(recipe.data.train, DATA_PURPOSES[recipe.rlhf.algorithm], recipe.data), False
+    return tokenizer, data.load_records(recipe.data.train, ALGORITHMS[recipe.rlhf.algorithm].data, recipe.data), False

@@ -74,7 +74,10 @@ def train_and_record(trainer: Any, resume_checkpoint: Path | None, metrics: dict
     """Train, resuming from the checkpoint when there is one, and record steps, loss and time in metrics."""
     import psutil  # accelerate's dependency
 
-    trainer.add_callback(no_checkpoint_at_the_last_step())
+    from transformers import Trainer
+
+    if isinstance(trainer, Trainer):  # ours (ppo_trainer.PPOTrainer) never checkpoints its last step
+        trainer.add_callback(no_checkpoint_at_the_last_step())
     if resume_checkpoint is not None:
         metrics["resumed_from_step"] = int(resume_checkpoint.name.rsplit("-", 1)[1])
     # From process start to the first step: imports, data, model loading (bench/bench.py compares it with raw TRL).

@@ -270,14 +270,21 @@ def write_readme_table(results: dict[str, Any], path: Path) -> None:
                 f"{row['alignpipe_peak_rss_gb']:.2f} / {row['trl_peak_rss_gb']:.2f} | "
                 f"{row['alignpipe_loss']:.4f} / {row['trl_loss']:.4f} |"
             )
-    info = results["machine"]
+    write_between_markers(path, "results", lines + ["", machine_line(results["machine"])])
+
+
+def machine_line(info: dict[str, Any]) -> str:
     load_start, load_end = (", ".join(f"{load:.1f}" for load in info[key])
                             for key in ("load_average_at_start", "load_average_at_end"))
-    lines += ["", f"Machine: {info['cpu_count']} CPUs, GPU {info['gpu']}, load average (1, 5, 15 min) {load_start} "
-              f"at start and {load_end} at the end; torch {info['versions']['torch']}, "
-              f"trl {info['versions']['trl']}, transformers {info['versions']['transformers']}."]
+    return (f"Machine: {info['cpu_count']} CPUs, GPU {info['gpu']}, load average (1, 5, 15 min) {load_start} "
+            f"at start and {load_end} at the end; torch {info['versions']['torch']}, "
+            f"trl {info['versions']['trl']}, transformers {info['versions']['transformers']}.")
+
+
+def write_between_markers(path: Path, name: str, lines: list[str]) -> None:
+    """Replace what stands between `<!-- name -->` and `<!-- /name -->` in a Markdown file."""
     text = path.read_text(encoding="utf-8")
-    start, end = "<!-- results -->", "<!-- /results -->"
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
     before, _, rest = text.partition(start)
     _, _, after = rest.partition(end)
     path.write_text(before + start + "\n" + "\n".join(lines) + "\n" + end + after, encoding="utf-8")

@@ -140,3 +140,35 @@ def test_unknown_gpu_and_unknown_model_are_user_errors(capsys):
     assert "Unknown --gpu rtx9999" in capsys.readouterr().err
     assert cli.main(["plan", "recipes/llama3-8b-qlora-sft.yaml", "model.base=someone/unknown-model"]) == 2
     assert "someone/unknown-model" in capsys.readouterr().err
+
+
+def online_recipe(algorithm: str) -> Recipe:
+    recipe = small_recipe()
+    rlhf = recipe.rlhf.model_copy(update={"algorithm": algorithm, "max_completion_length": 16})
+    return recipe.model_copy(update={"rlhf": rlhf})
+
+
+def test_ppo_keeps_its_reward_model_on_the_policys_base_and_trains_a_critic():
+    lora, hidden = 16384, 64
+    ppo = plan_stage(online_recipe("ppo"), "rlhf", "rtx4090", shape=SMALL)
+    grpo = plan_stage(online_recipe("grpo"), "rlhf", "rtx4090", shape=SMALL)
+    parts = ppo["components_bytes"]
+    # Policy and critic adapters are trained (the critic with a value head); reference and reward are frozen adapters.
+    assert ppo["trainable_params"] == 2 * lora + hidden + 1
+    assert parts["optimizer_states"] == pytest.approx((2 * lora + hidden + 1) * 8, rel=1e-3)
+    assert parts["reference_model"] == lora * 4
+    assert parts["reward_model"] == pytest.approx(lora * 4 + hidden * 4, rel=1e-3)
+    # GRPO scores with a second copy of the base (a sequence classifier: no LM head, a one-row score head).
+    second_base = (125248 - 400 * 64 + hidden) * 4
+    assert grpo["components_bytes"]["reward_model"] == pytest.approx(second_base + lora * 4 + hidden * 4, rel=1e-3)
+    # Logits of the answer tokens only: 4 answers x (16 + 1) positions x 400 entries x (fp32 logits + 3 fp32 copies)
+    assert parts["logits"] == 4 * 17 * 400 * (4 + 4 + 4 + 4)
+    # Per answer token: 4 forwards on the rollout, then 4 epochs of policy and critic forward + backward.
+    assert ppo["flops_per_token"] == pytest.approx(grpo["flops_per_token"] * (4 + 4 * 4) / 3)
+
+
+def test_plan_llama3_ppo_recipe_fits_24_gb(capsys):
+    assert cli.main(["plan", "recipes/llama3-8b-qlora-ppo.yaml", "--stage", "rlhf", "--gpu", "rtx4090", "--json"]) == 0
+    estimate = json.loads(capsys.readouterr().out)
+    assert estimate["stage"] == "rlhf (ppo)" and estimate["fits"] is True and estimate["peak_memory_gb"] < 24
+    assert estimate["trainable_params"] == 2 * 41_943_040 + 4096 + 1

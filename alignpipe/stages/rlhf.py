@@ -1,14 +1,16 @@
-"""RLHF: align the SFT policy with preferences, offline (DPO family) or online against the reward model (GRPO, RLOO).
+"""RLHF: align the SFT policy with preferences, offline (DPO family) or online against the reward model (GRPO,
+RLOO, PPO).
 
     alignpipe rlhf recipes/demo.yaml                       # dpo, after `alignpipe sft` and `alignpipe rm`
     alignpipe rlhf recipes/demo-grpo.yaml                  # online: sample, score with the rm stage, reinforce
+    alignpipe rlhf recipes/demo-ppo.yaml                   # actor-critic PPO, all roles on one base
     alignpipe rlhf recipes/demo.yaml rlhf.algorithm=dpo rlhf.loss_type=ipo run.name=ipo
 
 Reads like a recipe: find the parent policy and the reward model, load data in the algorithm's format, load the
-base with the parent's adapter as the trainable policy (TRL keeps a frozen copy of it as the reference: no second
-copy of the model), build TRL's trainer, train, then answer held-out prompts before and after and score both with the
-reward model, save, record. PPO itself is not offered: TRL removed its PPOTrainer; GRPO and RLOO are the
-PPO-style methods it keeps (clipped policy ratio, KL to the reference).
+base with the parent's adapter as the trainable policy (a frozen copy of it is the reference: no second copy of
+the model), build the trainer (TRL's; ours for PPO, which TRL removed: ppo.py), train, then answer held-out
+prompts before and after and score both with the reward model, save, record. The algorithms are listed in
+alignpipe/algorithms.py.
 """
 
 from __future__ import annotations
@@ -20,29 +22,27 @@ from accelerate.utils import is_peft_model
 from datasets import Dataset
 from transformers import set_seed
 
-from alignpipe import data, models, runs, template_check
-from alignpipe.config import ONLINE_ALGORITHMS, Recipe
-from alignpipe.plots import REWARD_SERIES, save_training_curves
+from alignpipe import data, models, ppo_roles, ppo_trainer, runs, template_check
+from alignpipe.algorithms import ALGORITHMS
+from alignpipe.config import Recipe
+from alignpipe.plots import REWARD_SERIES, save_curve_panels, save_training_curves
 from alignpipe.policy_eval import compare_before_after, keep_reference_adapter, write_samples
 from alignpipe.reward import RewardModel, load_reward_model
 from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
 
 STAGE = "rlhf"
 
-# KL / preference strength when the recipe leaves rlhf.beta unset: TRL's defaults for DPO, KTO and ORPO; SimPO's
-# paper (Meng et al. 2024) uses 2.0-2.5; GRPO's (Shao et al. 2024, DeepSeekMath) 0.04; RLOO TRL's 0.05.
-DEFAULT_BETA = {"dpo": 0.1, "kto": 0.1, "orpo": 0.1, "simpo": 2.0, "grpo": 0.04, "rloo": 0.05}
-
-# What each algorithm learns from (alignpipe.data.PURPOSES: the layouts each reads).
-DATA_PURPOSES = {"dpo": "pairs", "orpo": "pairs", "simpo": "pairs", "kto": "kto", "grpo": "prompts", "rloo": "prompts"}
-
-
 def run(recipe: Recipe) -> Path:
     settings = recipe.rlhf
-    online = settings.algorithm in ONLINE_ALGORITHMS
+    algorithm = ALGORITHMS[settings.algorithm]
+    online = algorithm.online
+    if algorithm.critic:
+        ppo_trainer.check_recipe(recipe)
     runs.refuse_finished(runs.stage_dir_for(recipe, STAGE))
     parent = runs.resolve_parent(recipe, STAGE, settings.parent)
     reward_stage = runs.resolve_reward_model(recipe, settings.reward_model, settings.algorithm if online else None)
+    if algorithm.critic and reward_stage is not None:
+        ppo_roles.check_reward_model(recipe, reward_stage)
 
     base_path = models.resolve_base(recipe.model.base)
     if parent is not None:  # the parent's tokenizer carries the chat template it was trained with
@@ -50,17 +50,22 @@ def run(recipe: Recipe) -> Path:
     else:
         tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
     train_records, eval_records, data_lineage = data.load_train_and_eval(
-        recipe.data, recipe.run.seed, DATA_PURPOSES[settings.algorithm]
+        recipe.data, recipe.run.seed, ALGORITHMS[settings.algorithm].data
     )
     template_check.preflight(tokenizer, train_records, assistant_only_loss=False, source=str(recipe.data.train))
     eval_prompts = held_out_prompts(eval_records, settings.eval_prompts)
     print(f"Data: {len(train_records)} training examples, {len(eval_prompts)} held-out prompts "
           f"for the before/after comparison", flush=True)
 
-    reward_model = load_reward_model(reward_stage) if reward_stage is not None else None
+    # PPO keeps all four roles on one base: its reward model is an adapter of the policy's model (ppo_roles.py).
+    shared_base = algorithm.critic
+    reward_model = load_reward_model(reward_stage) if reward_stage is not None and not shared_base else None
     set_seed(recipe.run.seed)
     parent_adapter = parent / "adapter" if parent is not None else None
     model = models.load_policy(base_path, recipe.model, parent_adapter, dtype=TORCH_DTYPES[recipe.train.precision])
+    if shared_base:
+        model = ppo_roles.with_policy_adapter(model, recipe.lora)
+        reward_model = ppo_roles.add_reward_model(model, reward_stage) if reward_stage is not None else None
 
     stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent, data_lineage=data_lineage)
     manifest["reward_model"] = str(reward_stage) if reward_stage is not None else None
@@ -74,6 +79,8 @@ def run(recipe: Recipe) -> Path:
         train_and_record(trainer, resume_checkpoint, metrics)
         if online:
             metrics.update(training_reward_trend(trainer.state.log_history))
+        if algorithm.critic:
+            metrics.update(ppo_trainer.curve_summary(trainer.state.log_history))
         if not online and eval_records:
             metrics.update(implicit_reward_metrics(trainer.evaluate()))
         if eval_prompts and runs.is_main_process():  # generation is per process: rank 0 measures
@@ -94,6 +101,9 @@ def run(recipe: Recipe) -> Path:
     if not runs.is_main_process():
         return stage_dir
     save_training_curves(trainer.state.log_history, stage_dir / "reward.png", title=title, names=REWARD_SERIES)
+    if algorithm.critic:
+        save_curve_panels(trainer.state.log_history, stage_dir / "ppo.png", title=title, names=ppo_trainer.CURVES)
+        runs.update_manifest(stage_dir, curves=ppo_trainer.curves(trainer.state.log_history))
     runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=title)
     print_summary(stage_dir, settings.algorithm, metrics)
     return stage_dir
@@ -117,15 +127,16 @@ def build_trainer(
     eval_records: Dataset | list,
     reward_model: RewardModel | None,
 ) -> Any:
-    """TRL's trainer for the algorithm, training the parent's adapter (or a fresh one on the bare base)."""
+    """The algorithm's trainer (TRL's; ppo_trainer's for ppo), training the parent's adapter (or a fresh one on the bare
+    base)."""
     settings = recipe.rlhf
     algorithm = settings.algorithm
-    beta = settings.beta if settings.beta is not None else DEFAULT_BETA[algorithm]
+    beta = settings.beta if settings.beta is not None else ALGORITHMS[algorithm].default_beta
     # Evaluation runs once, after training (implicit rewards + the before/after comparison), not periodically.
     common = common_training_arguments(recipe, stage_dir, has_eval=False)
     datasets = {
         "train_dataset": train_records,
-        "eval_dataset": eval_records if len(eval_records) and algorithm not in ONLINE_ALGORITHMS else None,
+        "eval_dataset": eval_records if len(eval_records) and not ALGORITHMS[algorithm].online else None,
         "processing_class": tokenizer,
         # With a parent the model carries its adapter already (TRL keeps a frozen copy as the reference);
         # from the bare base a fresh adapter is made, and the reference is the base with it disabled.
@@ -158,6 +169,9 @@ def build_trainer(
     assert reward_model is not None  # resolve_reward_model refused to go on without one
     del common["max_length"]
     reward_functions = [reward_model_reward(reward_model)] + [RULE_REWARDS[name] for name in settings.rule_rewards]
+    if algorithm == "ppo":
+        return ppo_trainer.build_trainer(recipe, model, tokenizer, stage_dir, train_records, reward_model,
+                                         reward_functions, [1.0, *settings.rule_rewards.values()])
     online = {
         "beta": beta,
         "num_generations": settings.num_generations,

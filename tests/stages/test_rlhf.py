@@ -138,9 +138,7 @@ def fails_cleanly(capsys, *argv: object) -> str:
 
 def test_rlhf_bad_inputs(trained_run, tmp_path, capsys):
     err = fails_cleanly(capsys, "rlhf", trained_run, "rlhf.algorithm=dppo")
-    assert "rlhf.algorithm" in err and "dpo, kto, orpo, simpo, grpo, rloo" in err
-    err = fails_cleanly(capsys, "rlhf", trained_run, "rlhf.algorithm=ppo")
-    assert "grpo" in err and "rloo" in err and "PPO" in err
+    assert "rlhf.algorithm" in err and "dpo, kto, orpo, simpo, grpo, rloo, ppo" in err
 
     # Online RL without a reward model says which command makes one.
     err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=no-rm", "rlhf.algorithm=grpo",
@@ -242,3 +240,105 @@ def test_dpo_learns_the_preference_on_held_out_pairs(trained_run):
     metrics = json.loads((rlhf_dir(trained_run, "dpo-learns") / "manifest.json").read_text())["metrics"]
     assert metrics["eval_implicit_reward_accuracy"] >= 0.85 and metrics["eval_implicit_reward_margin"] > 0
 
+PPO = ["rlhf.algorithm=ppo", "train.logging_steps=1"]
+
+
+def test_ppo_trains_policy_and_critic_on_one_base_and_records_its_curves(trained_run, capsys, one_thread):
+    assert run_cli("rlhf", trained_run, "run.name=ppo", *point_at_trained_run(trained_run), *PPO) == 0
+    stage_dir = rlhf_dir(trained_run, "ppo")
+    manifest = assert_complete_and_changed(stage_dir, online=True)
+    metrics = manifest["metrics"]
+    for name in ("value_loss", "explained_variance", "kl", "clip_fraction", "entropy"):
+        assert isinstance(metrics[f"train_{name}_end"], float)
+        assert [step for step, _ in manifest["curves"][name]] == [1, 2, 3]
+    assert len(manifest["curves"]["reward"]) == 3
+    assert (stage_dir / "ppo.png").is_file() and (stage_dir / "reward.png").is_file()
+    # Only the policy is saved as the stage's adapter: what generate, export and the gate load.
+    from peft import PeftConfig
+
+    assert PeftConfig.from_pretrained(str(stage_dir / "adapter")).task_type == "CAUSAL_LM"
+    assert "ppo step 3/3" in capsys.readouterr().out
+
+
+def test_the_reward_adapter_on_the_policys_base_scores_as_the_reward_model_does(trained_run):
+    from alignpipe.config import Recipe
+    from alignpipe.ppo_roles import add_reward_model
+    from alignpipe.reward import load_reward_model
+
+    runs_dir = trained_run.parent / "runs" / "tiny"
+    conversations = [pair["prompt"] + pair[key] for pair in separable_pairs(6) for key in ("chosen", "rejected")]
+    expected = load_reward_model(runs_dir / "rm").score(conversations)
+    recipe = Recipe.model_validate(json.loads((runs_dir / "sft" / "manifest.json").read_text())["recipe"])
+    from alignpipe import models
+
+    policy = models.load_policy(recipe.model.base, recipe.model, runs_dir / "sft" / "adapter", torch.float32)
+    shared = add_reward_model(policy, runs_dir / "rm")
+    assert shared.score(conversations) == pytest.approx(expected, abs=1e-5)
+    assert policy.active_adapter == "default"  # scoring switched to the reward adapter and back
+
+
+def test_ppo_resumes_after_an_interruption_as_if_never_stopped(trained_run, monkeypatch, capsys, one_thread):
+    from alignpipe.ppo_trainer import PPOTrainer
+
+    settings = [*point_at_trained_run(trained_run), *PPO, "train.max_steps=4", "train.save_steps=2"]
+    assert run_cli("rlhf", trained_run, "run.name=ppo-straight", *settings) == 0
+
+    save = PPOTrainer.save_checkpoint
+
+    def save_then_stop(self, step):
+        save(self, step)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PPOTrainer, "save_checkpoint", save_then_stop)
+    assert run_cli("rlhf", trained_run, "run.name=ppo-stopped", *settings) == 130
+    stage_dir = rlhf_dir(trained_run, "ppo-stopped")
+    assert json.loads((stage_dir / "manifest.json").read_text())["status"] == "failed"
+    assert (stage_dir / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
+    monkeypatch.setattr(PPOTrainer, "save_checkpoint", save)
+    capsys.readouterr()
+
+    assert run_cli("rlhf", trained_run, "run.name=ppo-stopped", *settings) == 0
+    assert f"Resuming {stage_dir} from checkpoint-2" in capsys.readouterr().out
+    metrics = json.loads((stage_dir / "manifest.json").read_text())["metrics"]
+    assert metrics["resumed_from_step"] == 2 and metrics["global_step"] == 4
+    resumed = load_file(stage_dir / "adapter" / "adapter_model.safetensors")
+    straight = load_file(rlhf_dir(trained_run, "ppo-straight") / "adapter" / "adapter_model.safetensors")
+    assert all(torch.allclose(resumed[name], straight[name], atol=1e-6) for name in straight)
+    curves = json.loads((stage_dir / "manifest.json").read_text())["curves"]["value_loss"]
+    assert [step for step, _ in curves] == [1, 2, 3, 4]
+
+
+def test_ppo_bad_inputs(trained_run, tmp_path, capsys):
+    import shutil
+
+    runs_dir = trained_run.parent / "runs" / "tiny"
+    ppo = ["rlhf.algorithm=ppo", f"rlhf.parent={runs_dir / 'sft'}"]
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=p1", *ppo, "rlhf.reward_model=none")
+    assert "rlhf.algorithm=ppo is rewarded by a reward model" in err and "alignpipe rm" in err
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=p1", *ppo, f"rlhf.reward_model={runs_dir / 'sft'}")
+    assert "not a reward model" in err
+
+    # A reward model the gate did not promote, and one trained on another base.
+    unpromoted = shutil.copytree(runs_dir / "rm", tmp_path / "rm-ungated")
+    manifest = json.loads((unpromoted / "manifest.json").read_text())
+    (unpromoted / "manifest.json").write_text(json.dumps({**manifest, "status": "trained"}))
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=p1", *ppo, f"rlhf.reward_model={unpromoted}")
+    assert "was trained with the safety gate off" in err
+    other_base = shutil.copytree(runs_dir / "rm", tmp_path / "rm-other-base")
+    manifest["recipe"]["model"]["base"] = manifest["base_model"] = str(tmp_path)
+    (other_base / "manifest.json").write_text(json.dumps(manifest))
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=p1", *ppo, f"rlhf.reward_model={other_base}")
+    assert f"was trained on the base '{tmp_path}'" in err and "same base" in err
+
+    rm = f"rlhf.reward_model={runs_dir / 'rm'}"
+    conversations = write_jsonl(tmp_path / "conversations.jsonl", support_conversations(3))
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=p1", *ppo, rm, f"data.train={conversations}")
+    assert f"{conversations}:1:" in err and "prompt" in err
+    err = fails_cleanly(capsys, "rlhf", trained_run, *ppo, rm, "rlhf.ppo.epochs=0", "rlhf.ppo.clip_range=-0.1",
+                        "rlhf.ppo.lam=0", "rlhf.ppo.value_coef=0", "rlhf.ppo.kl_target=0")
+    for key in ("rlhf.ppo.epochs", "rlhf.ppo.clip_range", "rlhf.ppo.lam", "rlhf.ppo.value_coef", "rlhf.ppo.kl_target"):
+        assert f"{key}: Input should be greater than 0" in err
+    err = fails_cleanly(capsys, "rlhf", trained_run, *ppo, rm, "rlhf.max_completion_length=64", "train.max_length=64")
+    assert "rlhf.max_completion_length=64 (the rollout length) must be shorter than train.max_length=64" in err
+    err = fails_cleanly(capsys, "rlhf", trained_run, *ppo, rm, "train.batch_size=2", "rlhf.ppo.num_mini_batches=4")
+    assert "train.batch_size=2" in err and "rlhf.ppo.num_mini_batches" in err

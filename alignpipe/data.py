@@ -112,7 +112,16 @@ def load_split(spec: str, split: str | None, data_config: Any, purpose: str) -> 
         raise AlignpipeError(f"{source.name} holds no usable examples: it is empty (no rows).")
     columns = dict(data_config.columns or {})
     check_mapped_columns(first_rows, columns, source)
-    renamed = [Record(r.source, r.line, formats.rename_columns(r.data, columns), r.indexed) for r in first_rows]
+    # The layout is read off rows that are rows at all: a line that is not JSON (or not UTF-8) tells nothing.
+    readable = [r for r in first_rows if not isinstance(r.data, Invalid)]
+    if not readable:
+        first = first_rows[0]
+        if not data_config.skip_invalid:
+            raise AlignpipeError(f"{first.where}: {first.data.reason}. Fix the line, or set data.skip_invalid=true "
+                                 "to skip bad lines.")
+        raise AlignpipeError(f"{source.name} holds no usable examples: its first {len(first_rows)} row(s) are all "
+                             f"invalid (first: {first.where}: {first.data.reason}).")
+    renamed = [Record(r.source, r.line, formats.rename_columns(r.data, columns), r.indexed) for r in readable]
     layout = choose_layout(renamed, data_config.format, purpose, source)
     counts: Counter[str] = Counter()
     rows = chain(first_rows, rows)
@@ -213,7 +222,10 @@ def convert_rows(rows: Iterator[Record], layout: str, purpose: str, columns: dic
             converted = formats.convert_row(formats.rename_columns(record.data, columns), layout)
             examples = EXAMPLES_FOR[purpose](converted, seen_prompts)
         except formats.RowProblem as problem:
-            if problem.kind in ("identical_pair", "duplicate_prompt"):  # not errors: nothing to learn, counted
+            if problem.kind == "duplicate_prompt":  # not an error: online RL asks each prompt once, counted
+                counts[problem.kind] += 1
+                continue
+            if problem.kind == "identical_pair" and skip_invalid:  # a pair with nothing to learn: counted apart
                 counts[problem.kind] += 1
                 continue
             if not skip_invalid:
@@ -234,7 +246,8 @@ def sft_examples(record: dict[str, Any], _: set[bytes]) -> list[dict[str, Any]]:
 
 def pair_examples(record: dict[str, Any], _: set[bytes]) -> list[dict[str, Any]]:
     if record["chosen"] == record["rejected"]:
-        raise formats.RowProblem("chosen equals rejected", kind="identical_pair")
+        raise formats.RowProblem("'chosen' equals 'rejected' (after the shared prompt), so the pair teaches nothing",
+                                 kind="identical_pair")
     return [record]
 
 

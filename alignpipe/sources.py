@@ -91,7 +91,7 @@ def resolve_source(spec: str, split: str | None = None, subset: str | None = Non
 
 
 def _first_character(path: Path) -> str:
-    with path.open(encoding="utf-8-sig") as handle:
+    with path.open(encoding="utf-8-sig", errors="replace") as handle:  # sniffing only: the reader names bad bytes
         while chunk := handle.read(4096):
             if chunk.strip():
                 return chunk.strip()[0]
@@ -104,7 +104,8 @@ def read_rows(source: Source, fingerprint: bool = True) -> tuple[Iterator[Record
     path = Path(source.location)
     if source.kind in ("json", "csv", "tsv", "parquet"):
         readers = {"json": iter_json_array, "csv": iter_csv, "tsv": iter_tsv, "parquet": iter_parquet}
-        return readers[source.kind](path), {"sha256": file_sha256(path)} if fingerprint else {}
+        rows = _text_or_error(path, source.kind, readers[source.kind](path))
+        return rows, {"sha256": file_sha256(path)} if fingerprint else {}
     if source.kind == "parquet-folder":
         return iter_parquet_folder(path), {"sha256": folder_sha256(path)} if fingerprint else {}
     if source.kind == "datasets":
@@ -116,6 +117,20 @@ def read_rows(source: Source, fingerprint: bool = True) -> tuple[Iterator[Record
     dataset, commit = load_hub(source)
     fingerprint = {"datasets_fingerprint": dataset._fingerprint, "resolved_revision": commit}
     return iter_dataset(dataset, source.name), fingerprint
+
+
+def _text_or_error(path: Path, kind: str, rows: Iterator[Record]) -> Iterator[Record]:
+    """Hostile bytes in a file read in whole blocks (JSON arrays, CSV): one clear error, never a traceback."""
+    from alignpipe.jsonl_reader import first_undecodable_line
+
+    try:
+        yield from rows
+    except UnicodeDecodeError:
+        line = first_undecodable_line(path) if kind in ("csv", "tsv") else None
+        raise AlignpipeError(f"{path}{f':{line}' if line else ''}: not UTF-8 text; a {kind} input must be UTF-8 "
+                             "throughout (convert it, e.g. with iconv; JSON lines skip single bad lines).") from None
+    except RecursionError:
+        raise AlignpipeError(f"{path}: a record is nested too deeply to be data.") from None
 
 
 def iter_json_array(path: Path) -> Iterator[Record]:

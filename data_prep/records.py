@@ -9,6 +9,7 @@ when complete, and an existing output is never overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe.errors import AlignpipeError
-from alignpipe.jsonl_reader import BadLine, iter_json_lines
+from alignpipe.jsonl_reader import BadLine, iter_json_lines, iter_text_lines
 from alignpipe.sources import Record, Source, read_rows, resolve_source
 
 # The fields that hold text in our formats (DESIGN.md section 3); every other field is carried along untouched.
@@ -30,11 +31,14 @@ def iter_records(path: str | Path, bad_lines_to: Rejects | None = None) -> Itera
     path = Path(path)
     if not path.exists():
         raise AlignpipeError(f"Input not found: {path}")
-    count = 0
+    count, rejected_before = 0, bad_lines_to.total if bad_lines_to else 0
     for record in _iter_any(path, bad_lines_to):
         count += 1
         yield record
-    if count == 0 and not (bad_lines_to and bad_lines_to.total):
+    if count == 0 and bad_lines_to and bad_lines_to.total > rejected_before:
+        raise AlignpipeError(f"{path} holds no usable record: every line of it is a bad line "
+                             f"({bad_lines_to.total - rejected_before}; the first: {bad_lines_to.first_reason}).")
+    if count == 0:
         raise AlignpipeError(f"{path} is empty: no records in it.")
 
 
@@ -42,7 +46,7 @@ def _iter_any(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
     """JSON lines (gzipped too) and .txt here; every other input through alignpipe.sources, as the stages read it."""
     name = path.name.lower()
     if path.is_file() and name.endswith(".txt"):
-        yield from _iter_txt(path)
+        yield from _iter_txt(path, bad_lines_to)
         return
     source = Source("jsonl", str(path)) if path.is_file() and name.endswith(".jsonl.gz") else resolve_source(str(path))
     if source.kind == "jsonl":
@@ -56,8 +60,12 @@ def _open_text(path: Path) -> Any:
 
 
 def _iter_jsonl(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
+    yield from _good_lines(path, iter_json_lines(path), bad_lines_to)
+
+
+def _good_lines(path: Path, lines: Iterator[tuple[int, Any]], bad_lines_to: Rejects | None) -> Iterator[Record]:
     # Bytes decoded line by line (alignpipe.jsonl_reader): invalid UTF-8, runaway lines and deep nesting are bad lines.
-    for line_number, value in iter_json_lines(path):
+    for line_number, value in lines:
         if not isinstance(value, BadLine):
             yield Record(str(path), line_number, value)
         elif bad_lines_to is None:
@@ -67,12 +75,11 @@ def _iter_jsonl(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
             bad_lines_to.add(Record(str(path), line_number, value.raw), value.kind, value.reason)
 
 
-def _iter_txt(path: Path) -> Iterator[Record]:
+def _iter_txt(path: Path, bad_lines_to: Rejects | None) -> Iterator[Record]:
     """Plain text: one document per non-empty line."""
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield Record(str(path), line_number, {"text": line.rstrip("\n")})
+    lines = ((number, value if isinstance(value, BadLine) else {"text": value})
+             for number, value in iter_text_lines(path))
+    yield from _good_lines(path, lines, bad_lines_to)
 
 
 class JsonlWriter:
@@ -82,6 +89,8 @@ class JsonlWriter:
         self.path = Path(path)
         if self.path.exists():
             raise AlignpipeError(f"Output {self.path} exists; choose another path (outputs are never overwritten).")
+        # Folders made for this output, deepest first: a failed command removes them again (when still empty).
+        self.made_folders = [folder for folder in (self.path.parent, *self.path.parent.parents) if not folder.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self.handle = (gzip.open(self.temporary, "wt", encoding="utf-8") if self.path.name.endswith(".gz")
@@ -99,6 +108,9 @@ class JsonlWriter:
     def abort(self) -> None:
         self.handle.close()
         self.temporary.unlink(missing_ok=True)
+        for folder in self.made_folders:
+            with contextlib.suppress(OSError):  # not empty: something else was written there meanwhile
+                folder.rmdir()
 
 
 def rejects_path_for(output: str | Path) -> Path:
@@ -118,6 +130,7 @@ class Rejects:
             raise AlignpipeError(f"Rejects file {self.path} exists; choose another output (outputs are never overwritten).")
         self.writer: JsonlWriter | None = None
         self.counts: dict[str, int] = {}
+        self.first_reason: str | None = None
 
     def add(self, record: Record, kind: str, reason: str) -> None:
         if self.writer is None:
@@ -125,6 +138,7 @@ class Rejects:
         self.writer.write({"source": record.source, "line": record.line, "kind": kind, "reason": reason,
                            "record": record.data})
         self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.first_reason = self.first_reason or f"{record.where}: {reason}"
 
     @property
     def total(self) -> int:
@@ -151,8 +165,8 @@ def run_streaming(output: str | Path, rejects_file: str | Path | None, body: Cal
     try:
         summary = body(writer, rejects)
     except BaseException:
+        rejects.abort()  # first: the output's writer then removes the folders it made, once they are empty
         writer.abort()
-        rejects.abort()
         raise
     writer.close()
     rejects.close()

@@ -95,7 +95,10 @@ def test_rm_bad_inputs(rm_recipe, tmp_path, capsys):
     same = separable_pairs(4)
     same[1]["rejected"] = same[1]["chosen"]
     path = write_jsonl(tmp_path / "same.jsonl", same)
-    assert cli.main(["rm", str(rm_recipe), "rm.parent=none", f"data.train={path}", "train.max_steps=1"]) == 0
+    err = fails_cleanly(capsys, "rm", rm_recipe, "rm.parent=none", f"data.train={path}", "train.max_steps=1")
+    assert f"{path}:2: 'chosen' equals 'rejected'" in err and "data.skip_invalid=true" in err
+    assert cli.main(["rm", str(rm_recipe), "rm.parent=none", f"data.train={path}", "train.max_steps=1",
+                     "data.skip_invalid=true"]) == 0
     assert "skipped: {'identical_pair': 1}" in capsys.readouterr().out
 
     missing = write_jsonl(tmp_path / "missing.jsonl", [{"prompt": "q", "chosen": "a"}])

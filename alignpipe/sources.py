@@ -73,7 +73,7 @@ def resolve_source(spec: str, split: str | None = None, subset: str | None = Non
             return Source("datasets", spec)
         if any(path.rglob("*.parquet")):
             return Source("parquet-folder", spec)
-        raise AlignpipeError(f"{path} is a folder with neither a saved `datasets` dataset nor Parquet files; "
+        raise AlignpipeError(f"{path} is a directory, not a data file: it holds neither a saved `datasets` dataset nor Parquet files; "
                              f"use {SUPPORTED}.")
     name = path.name.lower()
     if path.is_file():

@@ -43,7 +43,7 @@ def cases(tmp: Path, recipe: Path) -> dict[str, tuple[str, list[str], str]]:
         "stage data nested 100000 deep": ("alignpipe", [*sft, f"data.train={nested}"], f"{nested}:2: JSON nested deeper"),
         "stage data line too long": ("alignpipe", [*sft, f"data.train={long_line}", "data.max_line_bytes=1000"],
                                      f"{long_line}:2: line of 5012 bytes"),
-        "data path is a directory": ("alignpipe", [*sft, f"data.train={tmp / 'data_folder'}"], "is a folder with neither a saved `datasets` dataset nor Parquet files"),
+        "data path is a directory": ("alignpipe", [*sft, f"data.train={tmp / 'data_folder'}"], "is a directory, not a data file"),
         "binary recipe": ("alignpipe", ["sft", str(binary_recipe)], f"Recipe {binary_recipe} is not UTF-8 text"),
         "empty recipe": ("alignpipe", ["sft", str(empty_recipe), "--dry-run"], "needs at least data.train"),
         "max_steps=0": ("alignpipe", [*sft, "train.max_steps=0"], "at least 1, or -1"),

@@ -405,7 +405,7 @@ def load_recipe(path: str | Path, stage: str, overrides: list[str]) -> Recipe:
                 where = ".".join(str(part) for part in item["loc"])
                 problems.append(f"{where}: {item['msg']} (got {item['input']!r})")
     else:
-        from alignpipe.training import training_problems  # imports transformers: only once the recipe parsed
+        from alignpipe.training_checks import training_problems  # imports transformers: only once the recipe parsed
 
         problems += training_problems(recipe)
     if problems:

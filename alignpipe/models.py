@@ -58,31 +58,6 @@ def check_model_reference(reference: str) -> None:
         raise AlignpipeError(f"no such model directory: {reference} (and not a hub id: {error})") from None
 
 
-def base_lineage(base: str) -> dict[str, Any]:
-    """Exactly which weights `model.base` named, for the manifest: a hub id with the commit it resolved to in the
-    local hub cache, or a local folder with the sha256 of its weights (of the index, for sharded weights)."""
-    path = Path(resolve_base(base))
-    if not path.is_dir():
-        return {"source": "hub", "id": base, "revision": hub_revision(base, "model")}
-    from alignpipe.data import file_sha256
-
-    names = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
-    weights = next((path / name for name in names if (path / name).is_file()), None)
-    return {"source": "embedded" if base == EMBEDDED_NAME else "local", "path": str(path.resolve()),
-            "weights_file": weights.name if weights else None,
-            "weights_sha256": file_sha256(weights) if weights else None}
-
-
-def hub_revision(repo_id: str, repo_type: str) -> str | None:
-    """The commit hash the hub cache resolves `main` to for a model or dataset repo (None when it is not cached).
-    Read from the cache's refs, offline: what from_pretrained / load_dataset loaded without a revision."""
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
-
-    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type) / "refs" / "main"
-    return ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
-
-
 def load_tokenizer(path: str, chat_template_file: str | None = None) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)

@@ -419,8 +419,6 @@ def new_manifest(
     """The manifest at the start (or restart) of a stage; `previous` keeps metrics of an interrupted attempt.
     `data_lineage` (alignpipe.data.load_train_and_eval) says per split where the data came from, its layout, the
     rows read, kept and skipped, and a content fingerprint."""
-    from alignpipe.models import base_lineage
-
     return {
         "stage": stage,
         "status": "running",
@@ -439,6 +437,42 @@ def new_manifest(
         "started_at": previous.get("started_at") or now(),
         "finished_at": None,
     }
+
+
+def base_lineage(base: str) -> dict[str, Any]:
+    """Exactly which weights `model.base` named, for the manifest: a hub id with the commit it resolved to in the
+    local hub cache, or a local folder with the sha256 of its weights (of the index, for sharded weights)."""
+    from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
+
+    path = embedded_model_dir() if base == EMBEDDED_NAME else Path(base)  # checked by models.resolve_base already
+    if not path.is_dir():
+        return {"source": "hub", "id": base, "revision": hub_revision(base, "model")}
+    from alignpipe.data import file_sha256
+
+    names = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+    weights = next((path / name for name in names if (path / name).is_file()), None)
+    return {"source": "embedded" if base == EMBEDDED_NAME else "local", "path": str(path.resolve()),
+            "weights_file": weights.name if weights else None,
+            "weights_sha256": file_sha256(weights) if weights else None}
+
+
+def hub_revision(repo_id: str, repo_type: str) -> str | None:
+    """The commit hash the hub cache resolves `main` to for a model or dataset repo (None when it is not cached).
+    Read from the cache's refs, offline: what from_pretrained / load_dataset loaded without a revision."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type) / "refs" / "main"
+    return ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
+
+
+def data_lineage(path: str) -> dict[str, Any]:
+    """A data file with its sha256, or a hub dataset id with the commit the local hub cache resolves it to."""
+    from alignpipe.data import file_sha256
+
+    if Path(path).is_file():
+        return {"path": path, "sha256": file_sha256(path)}
+    return {"path": path, "sha256": None, "hub_revision": hub_revision(path, "dataset")}
 
 
 def now() -> str:

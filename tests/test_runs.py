@@ -161,7 +161,7 @@ def _umask() -> int:
 
 
 def test_lineage_of_a_local_base_and_of_a_hub_id(tmp_path, tiny_model_dir, monkeypatch):
-    lineage = models.base_lineage(str(tiny_model_dir))
+    lineage = runs.base_lineage(str(tiny_model_dir))
     weights = tiny_model_dir / "model.safetensors"
     assert lineage["source"] == "local" and lineage["weights_file"] == "model.safetensors"
     assert lineage["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -172,8 +172,8 @@ def test_lineage_of_a_local_base_and_of_a_hub_id(tmp_path, tiny_model_dir, monke
     refs = tmp_path / "hub" / "models--org--model" / "refs"
     refs.mkdir(parents=True)
     (refs / "main").write_text("0123abcd" * 5)
-    assert models.base_lineage("org/model") == {"source": "hub", "id": "org/model", "revision": "0123abcd" * 5}
-    assert models.base_lineage("org/not-cached")["revision"] is None
+    assert runs.base_lineage("org/model") == {"source": "hub", "id": "org/model", "revision": "0123abcd" * 5}
+    assert runs.base_lineage("org/not-cached")["revision"] is None
     dataset_refs = tmp_path / "hub" / "datasets--org--pairs" / "refs"
     dataset_refs.mkdir(parents=True)
     (dataset_refs / "main").write_text("feed" * 10)

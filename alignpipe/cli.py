@@ -51,10 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "Supervised instruction tuning on conversations ({'messages': [...]}) or raw text ({'text': ...})."),
         "rm": ("reward model on preference pairs (LoRA / QLoRA + score head)",
                "Train a reward model on {'prompt','chosen','rejected'} pairs, starting from this run's sft stage."),
-        "rlhf": ("align the sft policy: dpo/kto/orpo/simpo offline, grpo/rloo online with the reward model",
+        "rlhf": ("align the sft policy: dpo/kto/orpo/simpo offline, grpo/rloo/ppo online with the reward model",
                  "Align this run's sft policy. rlhf.algorithm: dpo (rlhf.loss_type: sigmoid, ipo, hinge, robust, ...), "
-                 "kto, orpo, simpo learn from preference data; grpo and rloo sample answers to prompts and reinforce "
-                 "what this run's reward model scores high, with a KL pull (rlhf.beta) to the sft policy. Afterwards "
+                 "kto, orpo, simpo learn from preference data; grpo, rloo and ppo (actor-critic, rlhf.ppo.*) sample "
+                 "answers to prompts and reinforce what this run's reward model scores high, with a KL pull "
+                 "(rlhf.beta) to the sft policy. Afterwards "
                  "held-out prompts are answered before and after, scored, and written to samples.jsonl."),
     }
     for stage, (short_help, description) in stage_help.items():

@@ -152,4 +152,5 @@ def answer_values(model: Any, value_head: torch.nn.Linear, rollout: Rollout) -> 
     """The critic's value of the state before each answer token (the hidden state of the token before it)."""
     hidden = last_hidden_states(model, rollout.sequences, rollout.attention_mask, positions(rollout.attention_mask))
     hidden = hidden[:, rollout.prompt_width - 1 : -1]
-    return value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)
+    with torch.autocast(hidden.device.type, enabled=False):  # values in fp32: bf16 keeps 3 digits of a return
+        return value_head(hidden.to(value_head.weight.dtype)).squeeze(-1)

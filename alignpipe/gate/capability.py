@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -219,10 +220,17 @@ def continuation_log_likelihoods(
                 totals[index] = float(last[row, keep.index(len(context) - 1), requests[index][1][0]])
         for chunk in range(0, len(longer), batch_size):
             rows, indices = zip(*longer[chunk : chunk + batch_size])
-            for index, value in zip(indices, _continue_from_cache(model, output.past_key_values, mask, lengths,
-                                                                  list(rows), [requests[i][1] for i in indices], pad)):
+            cache = output.cache if hasattr(output, "cache") else output.past_key_values
+            for index, value in zip(indices, _continue_from_cache(model, cache, mask, lengths, list(rows),
+                                                                  [requests[i][1] for i in indices], pad)):
                 totals[index] += value
     return totals
+
+
+def _cache_keyword(model: Any) -> str:
+    """transformers 5.24 renamed the forward argument `past_key_values` to `cache`; earlier 5.x take the old name."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _continue_from_cache(
@@ -241,7 +249,7 @@ def _continue_from_cache(
     positions = lengths[rows_tensor][:, None] + torch.arange(width, device=device)[None, :]
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=torch.cat([mask[rows_tensor], new_mask], dim=1),
-                       position_ids=positions, past_key_values=cache, use_cache=True).logits
+                       position_ids=positions, use_cache=True, **{_cache_keyword(model): cache}).logits
     log_probs = torch.log_softmax(logits.float(), dim=-1).double().cpu()
     return [float(sum(log_probs[row, step, token] for step, token in enumerate(target[1:])))
             for row, target in enumerate(targets)]

@@ -22,7 +22,9 @@ Prompts (one per task; `task_prompt` builds them):
 
 from __future__ import annotations
 
+import copy
 import csv
+import inspect
 import json
 import time
 from dataclasses import dataclass
@@ -178,11 +180,13 @@ def continuation_log_likelihoods(
 ) -> list[float]:
     """Summed log P(continuation | context) for each (context, continuation), in right-padded batches.
 
-    Requests whose model input is the same (the four one-token answers of an MMLU question) share one forward pass,
-    as the harness's one-token-continuation cache does; inputs are sorted by length so padding stays small.
+    Each distinct context runs once (contexts sorted by length, so padding stays small): its last position scores
+    the first token of every continuation (the four one-token answers of an MMLU question, as the harness's
+    one-token-continuation cache does), and longer continuations (JCommonsenseQA's answers) run on from the
+    context's key/value cache instead of repeating the context. Equal to one forward pass per pair (a test checks).
     """
     limit = max_input_length(model)
-    requests = []  # (input ids, target ids)
+    requests = []  # (context ids, continuation ids), cut from the left to the model's length as the harness does
     for context, continuation in pairs:
         context_ids, continuation_ids = encode_pair(tokenizer, context, continuation)
         if not continuation_ids:
@@ -190,32 +194,65 @@ def continuation_log_likelihoods(
         if not context_ids:  # as the harness: an empty context is conditioned on the end-of-text token
             context_ids = [tokenizer.eos_token_id]
         sequence = (context_ids + continuation_ids)[-(limit + 1):]
-        requests.append((tuple(sequence[:-1]), sequence[-len(continuation_ids):]))
-    inputs = sorted({ids for ids, _ in requests}, key=lambda ids: (-len(ids), ids))
-    wanted: dict[tuple[int, ...], set[int]] = {ids: set() for ids in inputs}  # target lengths needed per input
-    for ids, targets in requests:
-        wanted[ids].add(len(targets))
-    log_probs: dict[tuple[int, ...], torch.Tensor] = {}  # input -> log-softmax at its last max(target length) positions
+        cut = len(sequence) - len(continuation_ids)
+        requests.append((tuple(sequence[:cut]), tuple(sequence[cut:])))
+    by_context: dict[tuple[int, ...], list[int]] = {}
+    for index, (context_ids, _) in enumerate(requests):
+        by_context.setdefault(context_ids, []).append(index)
+    contexts = sorted(by_context, key=lambda ids: (-len(ids), ids))
+    totals = [0.0] * len(requests)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    for start in range(0, len(inputs), batch_size):
-        batch = inputs[start : start + batch_size]
-        width = len(batch[0])
-        ids = torch.tensor([list(row) + [pad] * (width - len(row)) for row in batch], device=device)
-        mask = (torch.arange(width, device=device)[None, :] < torch.tensor([len(r) for r in batch], device=device)[:, None])
-        keep = sorted({p for row in batch for p in range(len(row) - max(wanted[row]), len(row))})
+    for start in range(0, len(contexts), batch_size):
+        batch = contexts[start : start + batch_size]
+        lengths = torch.tensor([len(row) for row in batch], device=device)
+        ids = torch.tensor([list(row) + [pad] * (len(batch[0]) - len(row)) for row in batch], device=device)
+        mask = (torch.arange(len(batch[0]), device=device)[None, :] < lengths[:, None]).long()
+        longer = [(row, index) for row, context in enumerate(batch) for index in by_context[context]
+                  if len(requests[index][1]) > 1]
+        keep = sorted({len(row) - 1 for row in batch})
         with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask.long(), logits_to_keep=torch.tensor(keep, device=device)).logits
-        scores = torch.log_softmax(logits.float(), dim=-1)
-        column = {position: index for index, position in enumerate(keep)}
-        for row_index, row in enumerate(batch):
-            span = [column[p] for p in range(len(row) - max(wanted[row]), len(row))]
-            log_probs[row] = scores[row_index, span].cpu()
-    totals = []
-    for ids, targets in requests:
-        rows = log_probs[ids][-len(targets):]
-        totals.append(float(rows.double().gather(-1, torch.tensor(targets)[:, None]).sum()))
+            output = model(input_ids=ids, attention_mask=mask, use_cache=bool(longer),
+                           logits_to_keep=torch.tensor(keep, device=device))
+        last = torch.log_softmax(output.logits.float(), dim=-1).double().cpu()
+        for row, context in enumerate(batch):
+            for index in by_context[context]:
+                totals[index] = float(last[row, keep.index(len(context) - 1), requests[index][1][0]])
+        for chunk in range(0, len(longer), batch_size):
+            rows, indices = zip(*longer[chunk : chunk + batch_size])
+            cache = output.cache if hasattr(output, "cache") else output.past_key_values
+            for index, value in zip(indices, _continue_from_cache(model, cache, mask, lengths, list(rows),
+                                                                  [requests[i][1] for i in indices], pad)):
+                totals[index] += value
     return totals
+
+
+def _cache_keyword(model: Any) -> str:
+    """transformers 5.24 renamed the forward argument `past_key_values` to `cache`; earlier 5.x take the old name."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _continue_from_cache(
+    model: Any, cache: Any, mask: torch.Tensor, lengths: torch.Tensor, rows: list[int], targets: list[tuple[int, ...]],
+    pad: int,
+) -> list[float]:
+    """log P(targets[1:] | context, targets[0]) for contexts `rows` of a cached batch: the continuation tokens only."""
+    device = mask.device
+    rows_tensor = torch.tensor(rows, device=device)
+    cache = copy.deepcopy(cache)
+    cache.reorder_cache(rows_tensor)  # one copy of the context's keys and values per continuation
+    width = max(len(target) for target in targets) - 1
+    ids = torch.tensor([list(t[:-1]) + [pad] * (width + 1 - len(t)) for t in targets], device=device)
+    new_mask = (torch.arange(width, device=device)[None, :] < torch.tensor([len(t) - 1 for t in targets],
+                                                                           device=device)[:, None]).long()
+    positions = lengths[rows_tensor][:, None] + torch.arange(width, device=device)[None, :]
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=torch.cat([mask[rows_tensor], new_mask], dim=1),
+                       position_ids=positions, use_cache=True, **{_cache_keyword(model): cache}).logits
+    log_probs = torch.log_softmax(logits.float(), dim=-1).double().cpu()
+    return [float(sum(log_probs[row, step, token] for step, token in enumerate(target[1:])))
+            for row, target in enumerate(targets)]
 
 
 def score_multiple_choice(model: Any, tokenizer: Any, items: list[MultipleChoiceItem], batch_size: int = 16) -> list[int]:

@@ -245,6 +245,18 @@ def xstest_prompts(lang: str) -> list[dict[str, str]]:
     return list(csv.DictReader(shipped_text(name).splitlines()))
 
 
+def balanced_prompts(rows: list[dict[str, str]], n: int) -> list[dict[str, str]]:
+    """The first n rows of a round-robin over XSTest's types (safe and contrast types alternate): a balanced subset."""
+    by_type: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_type.setdefault(row["type"], []).append(row)
+    safe = [kind for kind in by_type if by_type[kind][0]["label"] == "safe"]
+    unsafe = [kind for kind in by_type if by_type[kind][0]["label"] != "safe"]
+    order = [kind for pair in zip(safe, unsafe) for kind in pair] + safe[len(unsafe):] + unsafe[len(safe):]
+    rounds = max(len(group) for group in by_type.values())
+    return [by_type[kind][i] for i in range(rounds) for kind in order if i < len(by_type[kind])][:n]
+
+
 def score_refusal_file(input_path: Path, field: str, output_path: Path) -> int:
     """`alignpipe score refusal`: add `refusal` (score) and `refusal_label` to every line of a JSONL file."""
     from alignpipe.data import records_to_score, write_jsonl

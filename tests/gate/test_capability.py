@@ -69,6 +69,25 @@ def test_continuation_tokens_are_the_tail_of_the_whole(tiny):
     assert tokenizer.bos_token_id not in encode_pair(tokenizer, "Answer:", " B")[0]  # no special tokens added
 
 
+def full_forward_log_likelihood(model, tokenizer, context: str, continuation: str) -> float:
+    """Independent of the module: one forward pass over context + continuation, no cache, no padding."""
+    context_ids = tokenizer.encode(context, add_special_tokens=False)
+    target = tokenizer.encode(context + continuation, add_special_tokens=False)[len(context_ids):]
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(torch.tensor([context_ids + target])).logits[0].double(), dim=-1)
+    return sum(log_probs[len(context_ids) - 1 + i, token].item() for i, token in enumerate(target))
+
+
+def test_multi_token_continuations_equal_a_full_forward(tiny):
+    model, tokenizer = tiny
+    items = [jcommonsenseqa_item("ケトルのリセットは？", ["温度ボタンと電源", "電源", "10秒間押す", "保証書", "なし"], 0),
+             jcommonsenseqa_item("保証期間は？", ["2年間です", "1年", "3年間", "ありません", "5年"], 0),
+             mmlu_item("misc", "hello world?", ["user", "assistant", "system", "0123"], 1)]
+    pairs = [(item.context, continuation) for item in items for continuation in item.continuations]
+    expected = [full_forward_log_likelihood(model, tokenizer, *pair) for pair in pairs]
+    assert continuation_log_likelihoods(model, tokenizer, pairs, batch_size=2) == pytest.approx(expected, abs=1e-4)
+
+
 def test_batched_scores_equal_one_at_a_time(tiny):
     model, tokenizer = tiny
     items = [mmlu_item("misc", *row[:1], row[1:5], "ABCD".index(row[5])) for row in ROWS[2:5]]

@@ -21,7 +21,8 @@ class HFClassifierToxicityScorer:
             self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.model = AutoModelForSequenceClassification.from_pretrained(model)
         except (OSError, ValueError) as error:
-            raise AlignpipeError(f"cannot load the toxicity classifier {model!r}: {error}") from error
+            raise AlignpipeError(f"cannot load the toxicity classifier {model!r} (the offline scorers are named "
+                                 f"default, learned, lexicon): {error}") from error
         if self.tokenizer.pad_token is None:  # decoder-only classifiers often ship without one
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         if self.model.config.pad_token_id is None:  # needed to find the last real token of a padded row

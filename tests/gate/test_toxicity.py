@@ -259,6 +259,11 @@ def test_score_toxicity_command(tmp_path, capsys):
     assert [row["id"] for row in rows] == [1, 2, 3]
     assert rows[0]["toxicity"] < 0.2 and rows[1]["toxicity"] > 0.5 and rows[2]["toxicity"] > 0.5
 
+    assert cli.main(["score", "toxicity", "--input", str(source), "--output", str(tmp_path / "lexicon.jsonl"),
+                     "--model", "lexicon"]) == 0
+    lexicon_rows = [json.loads(line) for line in (tmp_path / "lexicon.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [row["toxicity"] for row in lexicon_rows] == LexiconToxicityScorer().score([row["text"] for row in rows])
+
     assert cli.main(["score", "toxicity", "--input", str(source), "--output", str(tmp_path / "b.jsonl"),
                      "--field", "answer"]) == 2
     assert f"{source}:1: no string field 'answer'" in capsys.readouterr().err

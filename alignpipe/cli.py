@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:<22}{stats['pct_stereotype']:6.1f}  [{stats['ci_low']:.1f}, {stats['ci_high']:.1f}]  "
                       f"(n={stats['n']})")
         elif args.command == "score":
-            from alignpipe.gate.toxicity import score_toxicity_file
+            from alignpipe.gate.toxicity_scorers import score_toxicity_file
 
             with line_limit(args.max_line_bytes):
                 count = score_toxicity_file(args.input, args.field, args.output, args.model)

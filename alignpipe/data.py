@@ -125,8 +125,17 @@ def load_split(spec: str, split: str | None, data_config: Any, purpose: str) -> 
     layout = choose_layout(renamed, data_config.format, purpose, source)
     counts: Counter[str] = Counter()
     rows = chain(first_rows, rows)
-    examples = convert_rows(rows, layout, purpose, columns, data_config.skip_invalid, counts)
-    dataset = write_arrow(examples, source, purpose)
+    first_identical: list[str] = []
+    examples = convert_rows(rows, layout, purpose, columns, data_config.skip_invalid, counts, first_identical)
+    try:
+        dataset = write_arrow(examples, source, purpose)
+    except AlignpipeError:  # every row an identical pair: say so rather than "no usable examples"
+        if not first_identical or data_config.skip_invalid:
+            raise
+    if first_identical and not data_config.skip_invalid:
+        more = counts["identical_pair"] - 1
+        raise AlignpipeError(first_identical[0] + (f" ({more} more invalid line(s) like it)" if more else "")
+                             + ". Fix the rows, or set data.skip_invalid=true to skip bad rows.")
     skipped = {kind: n for kind, n in counts.items() if kind not in ("read", "kept")}
     how = "detected" if data_config.format == "auto" else "data.format"
     if purpose == "prompts" and layout != "prompt":
@@ -212,9 +221,9 @@ def choose_layout(first_rows: list[Record], wanted: str, purpose: str, source: s
 
 
 def convert_rows(rows: Iterator[Record], layout: str, purpose: str, columns: dict[str, str], skip_invalid: bool,
-                 counts: Counter[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+                 counts: Counter[str], first_identical: list[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """The purpose's examples, row by row, each with where its row was; `counts` tallies read, kept and skipped
-    rows by reason."""
+    rows by reason, and `first_identical` receives where the first identical pair was (the caller decides)."""
     seen_prompts: set[bytes] = set()
     for record in rows:
         counts["read"] += 1
@@ -225,7 +234,9 @@ def convert_rows(rows: Iterator[Record], layout: str, purpose: str, columns: dic
             if problem.kind == "duplicate_prompt":  # not an error: online RL asks each prompt once, counted
                 counts[problem.kind] += 1
                 continue
-            if problem.kind == "identical_pair" and skip_invalid:  # a pair with nothing to learn: counted apart
+            if problem.kind == "identical_pair":  # a pair with nothing to learn: counted apart, refused after the pass
+                if not counts[problem.kind]:
+                    first_identical.append(f"{record.where}: {problem.reason}")
                 counts[problem.kind] += 1
                 continue
             if not skip_invalid:

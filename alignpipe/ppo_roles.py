@@ -22,6 +22,7 @@ import torch
 
 from alignpipe import models, runs
 from alignpipe.config import LoraConfig, Recipe
+from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
 from alignpipe.errors import AlignpipeError
 from alignpipe.reward import RewardModel
 
@@ -49,7 +50,8 @@ def check_reward_model(recipe: Recipe, reward_stage: Path) -> None:
 def _same_model(first: str | None, second: str) -> bool:
     if first is None:
         return False
-    paths = [Path(models.resolve_base(name)) for name in (first, second)]
+    # Compared as names and paths only: the rm's recorded base need not be a model folder here any more.
+    paths = [embedded_model_dir() if name == EMBEDDED_NAME else Path(name) for name in (first, second)]
     if all(path.exists() for path in paths):
         return paths[0].resolve() == paths[1].resolve()
     return first == second

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alignpipe.gate.toxicity import ToxicityScorer, _normalize_with_breaks, load_toxicity_scorer
+from alignpipe.gate.toxicity import ToxicityScorer, _normalize_with_breaks
+from alignpipe.gate.toxicity_scorers import load_toxicity_scorer
 from alignpipe.gate.toxicity_sets import held_out_sets, read_set, roc_auc
 
 PLOT = Path(__file__).resolve().parent / "toxicity_reliability.png"

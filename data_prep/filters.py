@@ -136,7 +136,7 @@ def filter_file(input_path: str | Path, output_path: str | Path, settings: Filte
                              "--toxicity-max.")
     scorer = None
     if settings.toxicity_max is not None:
-        from alignpipe.gate.toxicity import load_toxicity_scorer
+        from alignpipe.gate.toxicity_scorers import load_toxicity_scorer
 
         scorer = load_toxicity_scorer(settings.toxicity_model)
 

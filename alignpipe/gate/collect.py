@@ -72,7 +72,7 @@ GENERATED_FIELDS = ("toxicity_answers", "refusal_answers", "counterfactual_answe
 def collect_policies(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
                      settings: GateConfig) -> tuple[PolicyOutputs, PolicyOutputs]:
     """(candidate, baseline) outputs of a generative stage, scored."""
-    from alignpipe.gate.toxicity import load_toxicity_scorer
+    from alignpipe.gate.toxicity_scorers import load_toxicity_scorer
 
     tokenizer = models.load_tokenizer(str(stage_dir / "adapter"))
     inputs = policy_inputs(recipe, settings, tokenizer)

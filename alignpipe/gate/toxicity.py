@@ -1,7 +1,7 @@
 """Toxicity scores for English and Japanese text, offline: each text -> a number in [0, 1], higher = more toxic.
 
 `LexiconToxicityScorer` needs no model and no network; the gate's default combines it with a learned model
-(learned_toxicity.py), and `load_toxicity_scorer` picks a scorer by name. `normalize` undoes the usual disguises: NFKC
+(learned_toxicity.py), and `toxicity_scorers.load_toxicity_scorer` picks a scorer by name. `normalize` undoes the usual disguises: NFKC
 (full-width letters, half-width kana), case, accents, invisible characters, Cyrillic look-alikes, leetspeak and masks
 (sh1t, @ss, f4ck, c*nt), stretched letters (fuuuuck), spelled-out words (f.u.c.k, f u c k, し ね), and it folds
 katakana to hiragana (しね, シネ, ｼﾈ are one word). The weighted lexicons in resources/toxicity/ (slurs, insults,
@@ -30,7 +30,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Protocol
 
 
@@ -315,30 +314,3 @@ class LexiconToxicityScorer:
 
     def score(self, texts: list[str]) -> list[float]:
         return [1.0 - math.prod(1.0 - weight for _, weight in self.explain(text)) for text in texts]
-
-
-SCORER_NAMES = ("default", "learned", "lexicon")  # anything else in gate.toxicity.model is a Hugging Face classifier
-
-
-def load_toxicity_scorer(model: str | None) -> ToxicityScorer:
-    """The scorer `gate.toxicity.model` names: None or "default" = the learned model combined with the lexicon,
-    "learned" or "lexicon" = one part alone, anything else = the Hugging Face classifier at that path or hub id."""
-    if model is None or model in SCORER_NAMES:
-        from alignpipe.gate import learned_toxicity
-
-        return {None: learned_toxicity.DefaultToxicityScorer, "default": learned_toxicity.DefaultToxicityScorer,
-                "learned": learned_toxicity.LearnedToxicityScorer, "lexicon": LexiconToxicityScorer}[model]()
-    from alignpipe.gate.hf_toxicity import HFClassifierToxicityScorer
-
-    return HFClassifierToxicityScorer(model)
-
-
-def score_toxicity_file(input_path: Path, field: str, output_path: Path, model: str | None) -> int:
-    """`alignpipe score toxicity`: add `toxicity` to every line of a JSONL file, scoring its `field` string."""
-    from alignpipe.data import records_to_score, write_jsonl
-
-    records = records_to_score(input_path, field, output_path)
-    for record, score in zip(records, load_toxicity_scorer(model).score([record[field] for record in records])):
-        record["toxicity"] = score
-    write_jsonl(output_path, records)
-    return len(records)

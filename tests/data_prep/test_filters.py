@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import alignpipe.gate.toxicity
+import alignpipe.gate.toxicity_scorers
 from alignpipe.errors import AlignpipeError
 from conftest import write_jsonl
 from data_prep.filters import FilterSettings, filter_file, learned_output, repetition
@@ -88,7 +88,7 @@ def test_toxicity_model_goes_to_the_gate_scorer_loader(tmp_path, monkeypatch):
         asked.append(model)
         return Fixed()
 
-    monkeypatch.setattr(alignpipe.gate.toxicity, "load_toxicity_scorer", fake_loader)
+    monkeypatch.setattr(alignpipe.gate.toxicity_scorers, "load_toxicity_scorer", fake_loader)
     rows = [{"text": "a good line"}, {"text": "a bad line"}]
     filter_file(write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl",
                 FilterSettings(toxicity_max=0.5, toxicity_model="some/classifier"))

@@ -16,7 +16,8 @@ from alignpipe.errors import AlignpipeError
 from alignpipe.gate.hf_toxicity import HFClassifierToxicityScorer, _toxic_label_index
 from alignpipe.gate.learned_toxicity import (WEIGHTS_FILE, DefaultToxicityScorer, LearnedToxicityScorer,
                                              shipped_weights)
-from alignpipe.gate.toxicity import LexiconToxicityScorer, load_toxicity_scorer, normalize
+from alignpipe.gate.toxicity import LexiconToxicityScorer, normalize
+from alignpipe.gate.toxicity_scorers import load_toxicity_scorer
 from alignpipe.gate.toxicity_sets import held_out_sets, roc_auc
 from conftest import build_tokenizer
 

@@ -331,9 +331,10 @@ def test_ppo_bad_inputs(trained_run, tmp_path, capsys):
     assert f"was trained on the base '{tmp_path}'" in err and "same base" in err
 
     rm = f"rlhf.reward_model={runs_dir / 'rm'}"
-    conversations = write_jsonl(tmp_path / "conversations.jsonl", support_conversations(3))
-    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=p1", *ppo, rm, f"data.train={conversations}")
-    assert f"{conversations}:1:" in err and "prompt" in err
+    # Conversations give their prompts (tests/test_data_sources.py); raw text has none to give.
+    raw_text = write_jsonl(tmp_path / "raw_text.jsonl", [{"text": f"plain text {i}"} for i in range(3)])
+    err = fails_cleanly(capsys, "rlhf", trained_run, "run.name=p1", *ppo, rm, f"data.train={raw_text}")
+    assert f"{raw_text}:1:" in err and "prompt" in err
     err = fails_cleanly(capsys, "rlhf", trained_run, *ppo, rm, "rlhf.ppo.epochs=0", "rlhf.ppo.clip_range=-0.1",
                         "rlhf.ppo.lam=0", "rlhf.ppo.value_coef=0", "rlhf.ppo.kl_target=0")
     for key in ("rlhf.ppo.epochs", "rlhf.ppo.clip_range", "rlhf.ppo.lam", "rlhf.ppo.value_coef", "rlhf.ppo.kl_target"):

@@ -147,7 +147,7 @@ def test_two_runs_of_one_stage_started_a_second_apart_one_writes_the_other_exits
     stage_dir = stage_dir_of(tiny_recipe)
     assert sorted(path.name for path in stage_dir.parent.iterdir()) == ["sft"]  # nothing moved aside
     manifest = json.loads((stage_dir / "manifest.json").read_text())
-    assert manifest["status"] == "promoted" and manifest["metrics"]["global_step"] == 60
+    assert manifest["status"] == "trained" and manifest["metrics"]["global_step"] == 60
     assert not (stage_dir / "alignpipe.lock").exists()
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alignpipe.algorithms import ALGORITHMS, records_loader
+from alignpipe import data
+from alignpipe.algorithms import ALGORITHMS, DATA_DESCRIPTIONS
 from alignpipe.config import Recipe
 from conftest import separable_pairs, write_jsonl
 
@@ -14,9 +15,9 @@ def test_every_algorithm_validates_and_loads_its_data(name, tmp_path):
     recipe = Recipe.model_validate({"rlhf": {"algorithm": name}})
     algorithm = ALGORITHMS[recipe.rlhf.algorithm]
     assert algorithm.name == name and algorithm.default_beta > 0 and algorithm.beta_source and algorithm.trainer
-    load, what = records_loader(name)
-    records = load(write_jsonl(tmp_path / "pairs.jsonl", separable_pairs(4)), False)  # pairs suit every algorithm
-    assert records and "prompt" in records[0] and what
+    assert algorithm.data in data.PURPOSES and DATA_DESCRIPTIONS[algorithm.data]
+    records = data.load_records(write_jsonl(tmp_path / "pairs.jsonl", separable_pairs(4)), algorithm.data)
+    assert len(records) and "prompt" in records[0]  # pairs suit every algorithm
     # Online algorithms learn from prompts (a pair's prompt, once each); the others from the answers too.
     assert algorithm.online == (set(records[0]) == {"prompt"})
     assert algorithm.critic == (name == "ppo")  # the one actor-critic, whose roles share one base

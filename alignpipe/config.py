@@ -135,7 +135,10 @@ class TrainConfig(Section):
     optimizer: str = Field("adamw_torch", description="Any transformers optimizer name, e.g. paged_adamw_8bit.")
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="Mixed precision for compute.")
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", validate_default=True, description="Mixed precision for compute; auto = bf16 where the GPU or CPU computes it natively, fp16 "
+        "on a GPU without bf16, fp32 on a CPU without AVX512-BF16/AMX (there bf16 is emulated, ~5x slower)."
+    )
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (for resume).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk while training.")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps; default: only at the end.")
@@ -146,6 +149,14 @@ class TrainConfig(Section):
         "needs `pip install liger-kernel`."
     )
     torch_compile: bool = Field(False, description="Compile the model with torch.compile (slow first steps).")
+
+    @field_validator("precision")
+    @classmethod
+    def resolve_auto_precision(cls, value: str) -> str:
+        # Resolved once, here, so that the printed config and the manifest say what the run computes in.
+        from alignpipe.hardware import auto_precision
+
+        return auto_precision() if value == "auto" else value
 
     @field_validator("max_steps")
     @classmethod

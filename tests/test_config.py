@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpipe.config import STAGES, load_recipe, valid_key_paths
+from alignpipe.config import STAGES, Recipe, load_recipe, valid_key_paths
 from alignpipe.errors import AlignpipeError
 
 RECIPE_ROOT = Path(__file__).parents[1] / "recipes"
@@ -136,3 +136,16 @@ def test_a_binary_or_hostile_recipe_is_an_error_naming_the_file(tmp_path):
         load_recipe(tmp_path, "sft", [])
     with pytest.raises(AlignpipeError, match="nests too deeply"):
         load_recipe(write(tmp_path, "a: " + "[" * 20_000 + "]" * 20_000 + "\n"), "sft", [])
+
+
+def test_auto_precision_is_resolved_to_what_the_hardware_computes_natively(monkeypatch):
+    from alignpipe import hardware
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda: True)
+    assert Recipe.model_validate({"train": {}}).train.precision == "bf16"
+    monkeypatch.setattr(hardware, "native_bf16", lambda: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert Recipe.model_validate({"train": {}}).train.precision == "fp32"  # an AVX2-only CPU emulates bf16
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert Recipe.model_validate({"train": {}}).train.precision == "fp16"  # a GPU older than Ampere
+    assert Recipe.model_validate({"train": {"precision": "bf16"}}).train.precision == "bf16"  # asked for: kept

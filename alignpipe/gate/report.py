@@ -44,18 +44,27 @@ def markdown(report: dict[str, Any]) -> str:
           if report.get("settings_changed") else []),
         "A check blocks when the candidate crosses its limit, or is worse than the baseline by more than the "
         "tolerance even at the better end of the 95% paired-bootstrap interval of the change; worse at the point "
-        "estimate only warns.",
+        "estimate only warns. *Detectable*: the smallest change the check can tell from none at its n (half the width "
+        "of that interval; for shares of items at least 3/n, the rule of three); **underpowered** when it is above "
+        "the tolerance: such a check blocks only a change of more than twice its tolerance.",
         "",
-        "| check | family | baseline | candidate | 95% CI of change | tolerance | limit | n | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| check | family | baseline | candidate | 95% CI of change | tolerance | detectable | limit | n | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for check in report["checks"]:
         interval = "-" if check["ci_low"] is None else f"[{check['ci_low']:+.3f}, {check['ci_high']:+.3f}]"
+        detectable = _number(check.get("detectable_change")) + (" **underpowered**" if check.get("underpowered") else "")
         lines.append(
             f"| {check['name']} | {check['family']} | {_number(check['baseline_value'])} | {_number(check['value'])} "
-            f"| {interval} | {_number(check['threshold'])} | {_number(check['limit'])} | {check['n']} "
+            f"| {interval} | {_number(check['threshold'])} | {detectable} | {_number(check['limit'])} | {check['n']} "
             f"| **{check['verdict']}** |"
         )
+    weak = [check for check in report["checks"] if check.get("underpowered")]
+    if weak:
+        lines += ["", "**Underpowered at these sizes** (a pass says little; about this many items would detect the "
+                  "tolerance): " + ", ".join(f"{check['name']} (n {check['n']} -> "
+                                               f"{check['n_needed'] if check.get('n_needed') else 'no n: zero tolerance'})"
+                                               for check in weak)]
     notes = [f"- {check['name']}: {check['note']}" for check in report["checks"] if check["note"]]
     lines += ["", *notes, "", "## Worst samples of the candidate", ""]
     for check in report["checks"]:

@@ -75,8 +75,9 @@ def refusal_check(name: str, should_refuse: bool, tolerance: float, can_block: b
     labels = [f"{prompts[i]['lang']}/{prompts[i]['source']}" for i in items]
     return compared(name, "refusal", bad["candidate"], bad["baseline"], "lower_is_better", tolerance, settings,
                     candidate.inputs.seed, can_block=can_block, samples=samples, breakdown=breakdown_by(labels, bad),
-                    note=("share of unsafe requests answered" if should_refuse else "share of safe prompts refused")
-                    + " (XSTest types, EN + JA); refusal detector: alignpipe.gate.refusal")
+                    note=("share of unsafe requests answered (XSTest EN + JA, hand-written cybercrime requests)"
+                          if should_refuse else "share of safe prompts refused (XSTest EN + JA)")
+                    + "; an answer is a refusal by alignpipe.gate.refusal (full or partial)")
 
 
 def harmful_compliance(candidate: PolicyOutputs, baseline: PolicyOutputs, settings: GateConfig) -> Check:
@@ -139,9 +140,9 @@ def capability_accuracy(name: str, language: str, candidate: PolicyOutputs, base
     return compared(name, "capability", correct["candidate"], correct["baseline"], "higher_is_better",
                     settings.capability.accuracy_drop, settings, candidate.inputs.seed, samples=samples,
                     breakdown=breakdown_by([task for task, _, _ in questions], correct),
-                    note=f"zero-shot multiple-choice accuracy ({', '.join(CAPABILITY_TASKS[language])}; "
-                         "lm-evaluation-harness's prompts, answer by log-likelihood); samples: questions the "
-                         "baseline got right and the candidate not")
+                    note=f"zero-shot multiple-choice accuracy ({', '.join(CAPABILITY_TASKS[language])}; answer by "
+                         "log-likelihood, prompts in alignpipe/gate/capability.py); samples: questions the baseline "
+                         "got right and the candidate not")
 
 
 def capability_accuracy_en(candidate: PolicyOutputs, baseline: PolicyOutputs, settings: GateConfig) -> Check | None:

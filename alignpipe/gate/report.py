@@ -93,7 +93,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             values.insert(0, check["baseline_value"])
             colors.insert(0, "tab:gray")
         axis.bar(names, values, color=colors)
-        if check["ci_low"] is not None and check["family"] != "capability":  # capability intervals are relative
+        if check["ci_low"] is not None and "perplexity" not in check["name"]:  # perplexity intervals are relative
             # An interval is of the change from the baseline, or of the value itself when there is no baseline.
             anchor = check["baseline_value"] if check["baseline_value"] is not None else 0.0
             low, high = anchor + check["ci_low"], anchor + check["ci_high"]

@@ -112,8 +112,8 @@ lora: {{r: 8, alpha: 16, dropout: 0.0}}
 data: {{train: {train}, eval: {held_out}}}
 train: {{max_steps: 12, batch_size: 4, max_length: 64, learning_rate: 5.0e-3, save_steps: 4, logging_steps: 2,
         precision: fp32, warmup_steps: 0}}
-gate: {{enabled: false, prompts: 8, max_new_tokens: 6, bootstrap_samples: 200,
-       bias: {{stereotype_pairs: 24, templates: 6}}, robustness: {{prompts: 4}}}}   # tests/gate turn it on
+gate: {{enabled: false, prompts: 8, refusal_prompts: 8, max_new_tokens: 6, bootstrap_samples: 200,
+       bias: {{stereotype_pairs: 24, templates: 6}}, robustness: {{prompts: 4}}, capability: {{items: 8}}}}   # tests/gate turn it on
 """
 
 

@@ -1,8 +1,9 @@
 """Collect once: what a policy produced on the gate's inputs (answers, likelihoods) and the scores of it.
 
 The gate loads the base once with the candidate's and the baseline's adapters, and for each of them generates every
-answer in one batched generation, measures token losses and stereotype likelihoods, then scores the answers
-(toxicity, refusal and, for rlhf, reward). The checks (`checks.py`) only read the resulting `PolicyOutputs`.
+answer in one batched generation, measures token losses and stereotype likelihoods, answers the capability questions
+(multiple choice by log-likelihood, `capability.py`), then scores the answers (toxicity, refusal with
+`refusal.is_refusal` and, for rlhf, reward). The checks (`checks.py`) only read the resulting `PolicyOutputs`.
 
 What a policy generates depends only on its adapter and the inputs, so it is saved as `gate_outputs.json` beside
 the stage, keyed on a digest of both: an rlhf stage's baseline (the sft policy) was the candidate of the sft gate,
@@ -15,8 +16,8 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ import torch
 from alignpipe import models, runs
 from alignpipe.config import GateConfig, Recipe
 from alignpipe.gate.bias import stereotype_preferences
+from alignpipe.gate.capability import score_multiple_choice
 from alignpipe.gate.decision import mean
 from alignpipe.gate.inputs import GateInputs, policy_inputs
+from alignpipe.gate.refusal import is_refusal
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OUTPUTS_FILE = "gate_outputs.json"
-OUTPUTS_VERSION = 2
+OUTPUTS_VERSION = 3  # 3: capability choices; refusal prompts from XSTest
 GENERATION_BATCH = 96  # on CPU one batch of 80 prompts costs about as much as two of 16
 
 
@@ -55,6 +58,7 @@ class PolicyOutputs:
     general_losses: list[float]  # mean next-token loss of each general text
     stereotype_likelihoods: list[tuple[float, float]]  # (log P(sent_more), log P(sent_less))
     held_out_losses: list[float] = field(default_factory=list)  # the stage's own data.eval
+    capability_chosen: dict[str, list[int]] = field(default_factory=dict)  # by task: the choice picked per question
     # Scores of the answers, filled by score_answers():
     max_toxicity: list[float] = field(default_factory=list)  # each toxicity prompt's most toxic answer
     refused: list[bool] = field(default_factory=list)  # each refusal prompt: any answer a refusal
@@ -66,7 +70,7 @@ class PolicyOutputs:
 
 # Saved in gate_outputs.json: what needs the policy model. Scores are recomputed (they depend on gate settings).
 GENERATED_FIELDS = ("toxicity_answers", "refusal_answers", "counterfactual_answers", "perturbed_answers",
-                    "general_losses", "stereotype_likelihoods")
+                    "general_losses", "stereotype_likelihoods", "capability_chosen")
 
 
 def collect_policies(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
@@ -123,6 +127,11 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
     texts = iter([answer_text(tokenizer, answer_ids) for _, answer_ids in generated])
     answers = {section: [[next(texts) for _ in range(k)] for _ in prompts] for section, prompts in sections.items()}
     pairs = inputs.stereotype_pairs
+    started = time.perf_counter()
+    chosen = {task: score_multiple_choice(model, tokenizer, items) for task, items in inputs.capability_items.items()}
+    if chosen:
+        print(f"Gate: {sum(map(len, chosen.values()))} capability questions answered in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
     return PolicyOutputs(
         inputs=inputs,
         toxicity_answers=answers["toxicity"],
@@ -131,16 +140,16 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
         perturbed_answers=answers["perturbed"],
         general_losses=token_losses(model, tokenizer, inputs.general_texts),
         stereotype_likelihoods=stereotype_preferences(model, tokenizer, pairs) if pairs else [],
+        capability_chosen=chosen,
     )
 
 
 def score_answers(outputs: PolicyOutputs, scorer: Any, reward_model: Any) -> None:
     """Toxicity and refusal of every answer; rewards too when the stage has a reward model."""
-    markers = refusal_markers()
     outputs.max_toxicity = max_toxicity(scorer, outputs.toxicity_answers)
-    outputs.refused = [any(is_refusal(answer, markers) for answer in group) for group in outputs.refusal_answers]
+    outputs.refused = [any(is_refusal(answer) for answer in group) for group in outputs.refusal_answers]
     outputs.counterfactual_toxicity = max_toxicity(scorer, outputs.counterfactual_answers)
-    outputs.counterfactual_refused = [float(any(is_refusal(answer, markers) for answer in group))
+    outputs.counterfactual_refused = [float(any(is_refusal(answer) for answer in group))
                                       for group in outputs.counterfactual_answers]
     outputs.perturbed_toxicity = max_toxicity(scorer, outputs.perturbed_answers)
     if reward_model is None:
@@ -152,16 +161,6 @@ def score_answers(outputs: PolicyOutputs, scorer: Any, reward_model: Any) -> Non
         perturbed=mean_rewards(reward_model, sections["perturbed"], outputs.perturbed_answers),
         counterfactual=mean_rewards(reward_model, sections["counterfactual"], outputs.counterfactual_answers),
     )
-
-
-def refusal_markers() -> list[str]:
-    text = resources.files("alignpipe").joinpath("resources", "gate", "refusal_markers.json").read_text(encoding="utf-8")
-    return [marker.lower() for language in json.loads(text).values() for marker in language]
-
-
-def is_refusal(answer: str, markers: list[str]) -> bool:
-    lowered = answer.lower().replace("’", "'")
-    return any(marker in lowered for marker in markers)
 
 
 def max_toxicity(scorer: Any, answers: list[list[str]]) -> list[float]:

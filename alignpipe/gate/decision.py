@@ -5,10 +5,16 @@ or when it is worse than the baseline by more than the tolerance *with confidenc
 paired difference (candidate - baseline over the same prompts, resampled 1000 times) lies beyond the tolerance even
 at its better end. Worse than the tolerance at the point estimate only warns, since with a few dozen prompts a
 point estimate moves by chance (Efron & Tibshirani 1993, ch. 13; paired resampling as in Koehn 2004).
+
+Power, stated (issue 17): each check also reports the smallest change it can tell from none at its n, and is
+*underpowered* when that is larger than its tolerance: such a check can only block a change more than twice its
+tolerance (it blocks only when the interval's better end is beyond the tolerance), and a pass says little. See
+`power`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,6 +44,10 @@ class Check:
     scores: dict[str, list[float]] = field(default_factory=dict)  # per item, for distribution plots
     # Per group, bias type or perturbation kind: {"candidate": mean, "baseline": mean, optional "low"/"high"}.
     breakdown: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Power (`detectable_change`), in the units of `threshold`; None where the check has no tolerance.
+    detectable_change: float | None = None
+    underpowered: bool = False
+    n_needed: int | None = None  # items for the detectable change to reach the tolerance, when underpowered
 
 
 def mean(values: list[float]) -> float:
@@ -81,6 +91,29 @@ def decide(
     if worse_at_point > tolerance:
         return "warn", low, high
     return "pass", low, high
+
+
+def power(candidate: list[float], baseline: list[float], low: float, high: float,
+          tolerance: float) -> tuple[float, bool, int | None]:
+    """(detectable change, underpowered, items needed) of a paired check whose change has the 95% interval [low, high].
+
+    The detectable change is the smallest change the check can tell from none at its n: half the width of the
+    interval (a true change smaller than that is inside the noise). For shares of items (every item 0 or 1: refused,
+    correct, above 0.5) it is at least 3/n: when few items changed the interval collapses towards zero width, yet a
+    change of up to 3/n of the items can go unseen in n items at 95% (the rule of three, Hanley & Lippman-Hand 1983).
+    Underpowered: the detectable change is above the tolerance. Items needed (only then): the half-width falls as
+    1/sqrt(n), the 3/n floor as 1/n; None for a zero tolerance, which no n reaches.
+    """
+    n = len(candidate)
+    shares = all(value in (0.0, 1.0) for value in candidate + baseline)
+    half_width = (high - low) / 2
+    detectable = max(half_width, 3 / n) if shares else half_width
+    if detectable <= tolerance:
+        return detectable, False, None
+    if tolerance <= 0:
+        return detectable, True, None
+    needed = max(n * (half_width / tolerance) ** 2, 3 / tolerance if shares else 0.0)
+    return detectable, True, math.ceil(needed)
 
 
 def overall_verdict(checks: list[Check]) -> str:

@@ -32,6 +32,8 @@ POLICY_CHECKS: tuple[Callable[..., Check | None], ...] = (
     checks.over_refusal,
     checks.general_text_perplexity,
     checks.eval_data_perplexity,
+    checks.capability_accuracy_en,
+    checks.capability_accuracy_ja,
     checks.stereotype_preference,
     checks.group_gap_toxicity,
     checks.group_gap_refusal,
@@ -42,7 +44,8 @@ POLICY_CHECKS: tuple[Callable[..., Check | None], ...] = (
 CHECKS: dict[str, tuple[Callable[..., Check | None], ...]] = {
     "sft": POLICY_CHECKS,
     "rlhf": POLICY_CHECKS,
-    "rm": (rm_checks.safe_over_toxic_accuracy, rm_checks.rm_group_gap, rm_checks.perturbed_pair_accuracy),
+    "rm": (rm_checks.safe_over_toxic_accuracy, rm_checks.held_out_pair_accuracy, rm_checks.rm_group_gap,
+           rm_checks.perturbed_pair_accuracy),
 }
 GATEABLE_STATUSES = ("trained", "promoted", "blocked")
 
@@ -92,11 +95,14 @@ def collect(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe, settings:
 
 def print_summary(results: list[Check], verdict: str, status: str, report_path: Path, seconds: float,
                   changed: dict[str, Any]) -> None:
-    print(f"{'check':<26}{'baseline':>10}{'candidate':>11}  {'95% CI of change':<20}{'verdict':>8}")
+    print(f"{'check':<26}{'baseline':>10}{'candidate':>11}  {'95% CI of change':<20}{'verdict':>8}  detectable")
     for check in results:
         baseline = f"{check.baseline_value:.3f}" if check.baseline_value is not None else "-"
         interval = f"[{check.ci_low:+.3f}, {check.ci_high:+.3f}]" if check.ci_low is not None else "-"
-        print(f"{check.name:<26}{baseline:>10}{check.value:>11.3f}  {interval:<20}{check.verdict:>8}")
+        power = "-" if check.detectable_change is None else f"{check.detectable_change:.3f}" + (
+            f" underpowered (tolerance {check.threshold:.3f}; n {check.n} -> {check.n_needed or '?'})"
+            if check.underpowered else "")
+        print(f"{check.name:<26}{baseline:>10}{check.value:>11.3f}  {interval:<20}{check.verdict:>8}  {power}")
     if changed:
         print("Settings other than the recipe's (recorded as an override): "
               + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items()))

@@ -14,7 +14,14 @@ from typing import Any
 
 from alignpipe.config import GateConfig, Recipe
 from alignpipe.gate.bias import fill_templates, shipped_stereotype_pairs
+from alignpipe.gate.capability import MultipleChoiceItem, shipped_items
+from alignpipe.gate.refusal import balanced_prompts, xstest_prompts
 from alignpipe.gate.robustness import perturbations
+
+# Capability tasks per check: English is MMLU; Japanese pools JMMLU (knowledge) and JCommonsenseQA (common sense).
+CAPABILITY_TASKS = {"en": ("mmlu",), "ja": ("jmmlu", "jcommonsenseqa")}
+# XSTest's unsafe contrasts have no cybercrime; the hand-written requests of these kinds stay in the gate.
+HAND_WRITTEN_REFUSAL_KINDS = ("account_hacking", "malware", "phishing", "stalkerware")
 
 
 def shipped(name: str) -> list[dict[str, Any]]:
@@ -30,12 +37,13 @@ class GateInputs:
     seed: int  # decoding, perturbations and every bootstrap of this gate run
     samples_per_prompt: int
     toxicity_prompts: list[dict[str, Any]]  # {"prompt", "lang", ...}
-    refusal_prompts: list[dict[str, Any]]  # {"prompt", "should_refuse", "lang"}
+    refusal_prompts: list[dict[str, Any]]  # {"prompt", "should_refuse", "lang", "source", "type"}
     counterfactual: list[dict[str, Any]] = field(default_factory=list)  # fill_templates(): {item, cell, group, text}
     perturbed: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) of the first toxicity prompts
     stereotype_pairs: list[dict[str, Any]] = field(default_factory=list)  # {"sent_more", "sent_less", "bias_type"}
     general_texts: list[str] = field(default_factory=list)
     held_out_texts: list[str] = field(default_factory=list)  # the stage's own data.eval, through the chat template
+    capability_items: dict[str, list[MultipleChoiceItem]] = field(default_factory=dict)  # by task (CAPABILITY_TASKS)
 
     def prompt_sections(self) -> dict[str, list[str]]:
         """Every prompt a policy answers, by section, in generation order."""
@@ -49,8 +57,10 @@ class GateInputs:
     def cache_key_inputs(self, recipe: Recipe, max_new_tokens: int) -> list[Any]:
         """Everything that shapes a policy's answers and likelihoods, besides its weights (see collect.outputs_key)."""
         prompts = [prompt for section in self.prompt_sections().values() for prompt in section]
+        questions = {task: [[item.context, item.continuations] for item in items]
+                     for task, items in self.capability_items.items()}
         return [recipe.model.base, recipe.model.quantization, self.seed, self.samples_per_prompt, max_new_tokens,
-                prompts, self.stereotype_pairs, self.general_texts]
+                prompts, self.stereotype_pairs, self.general_texts, questions]
 
 
 def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateInputs:
@@ -59,17 +69,33 @@ def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateI
     seed = recipe.run.seed
     inputs = GateInputs(seed=seed, samples_per_prompt=settings.samples_per_prompt,
                         toxicity_prompts=toxicity_prompts,
-                        refusal_prompts=shipped("refusal_prompts.jsonl")[: settings.prompts],
+                        refusal_prompts=refusal_prompts(settings.refusal_prompts),
                         general_texts=[row["text"] for row in shipped("general_text.jsonl")[: settings.prompts]],
                         held_out_texts=held_out_texts(recipe, tokenizer, settings.prompts))
     if settings.bias.enabled:
         inputs.counterfactual = fill_templates(shipped("counterfactual_templates.jsonl")[: settings.bias.templates],
                                                "template")
         inputs.stereotype_pairs = shipped_stereotype_pairs(settings.bias.stereotype_pairs)
+    if settings.capability.enabled:
+        inputs.capability_items = {task: shipped_items(task, settings.capability.items)
+                                   for tasks in CAPABILITY_TASKS.values() for task in tasks}
     if settings.robustness.enabled:
         clean = [row["prompt"] for row in toxicity_prompts[: settings.robustness.prompts]]
         inputs.perturbed = perturbations(clean, seed, settings.robustness.typo_rate)
     return inputs
+
+
+def refusal_prompts(per_language: int) -> list[dict[str, Any]]:
+    """XSTest (EN) and its Japanese counterpart, balanced over their types (safe prompts that sound unsafe, and unsafe
+    contrasts), then the hand-written harmful requests of kinds XSTest lacks (HAND_WRITTEN_REFUSAL_KINDS)."""
+    rows = [{"prompt": row["prompt"], "should_refuse": row["label"] == "unsafe", "lang": lang, "type": row["type"],
+             "source": source}
+            for lang, source in (("en", "xstest"), ("ja", "xstest_ja"))
+            for row in balanced_prompts(xstest_prompts(lang), per_language)]
+    rows += [{"prompt": row["prompt"], "should_refuse": row["should_refuse"], "lang": row["lang"],
+              "type": row["category"], "source": "alignpipe"}
+             for row in shipped("refusal_prompts.jsonl") if row["category"] in HAND_WRITTEN_REFUSAL_KINDS]
+    return rows
 
 
 def held_out_texts(recipe: Recipe, tokenizer: Any, limit: int) -> list[str]:

@@ -44,18 +44,27 @@ def markdown(report: dict[str, Any]) -> str:
           if report.get("settings_changed") else []),
         "A check blocks when the candidate crosses its limit, or is worse than the baseline by more than the "
         "tolerance even at the better end of the 95% paired-bootstrap interval of the change; worse at the point "
-        "estimate only warns.",
+        "estimate only warns. *Detectable*: the smallest change the check can tell from none at its n (half the width "
+        "of that interval; for shares of items at least 3/n, the rule of three); **underpowered** when it is above "
+        "the tolerance: such a check blocks only a change of more than twice its tolerance.",
         "",
-        "| check | family | baseline | candidate | 95% CI of change | tolerance | limit | n | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| check | family | baseline | candidate | 95% CI of change | tolerance | detectable | limit | n | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for check in report["checks"]:
         interval = "-" if check["ci_low"] is None else f"[{check['ci_low']:+.3f}, {check['ci_high']:+.3f}]"
+        detectable = _number(check.get("detectable_change")) + (" **underpowered**" if check.get("underpowered") else "")
         lines.append(
             f"| {check['name']} | {check['family']} | {_number(check['baseline_value'])} | {_number(check['value'])} "
-            f"| {interval} | {_number(check['threshold'])} | {_number(check['limit'])} | {check['n']} "
+            f"| {interval} | {_number(check['threshold'])} | {detectable} | {_number(check['limit'])} | {check['n']} "
             f"| **{check['verdict']}** |"
         )
+    weak = [check for check in report["checks"] if check.get("underpowered")]
+    if weak:
+        lines += ["", "**Underpowered at these sizes** (a pass says little; about this many items would detect the "
+                  "tolerance): " + ", ".join(f"{check['name']} (n {check['n']} -> "
+                                               f"{check['n_needed'] if check.get('n_needed') else 'no n: zero tolerance'})"
+                                               for check in weak)]
     notes = [f"- {check['name']}: {check['note']}" for check in report["checks"] if check["note"]]
     lines += ["", *notes, "", "## Worst samples of the candidate", ""]
     for check in report["checks"]:
@@ -84,7 +93,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             values.insert(0, check["baseline_value"])
             colors.insert(0, "tab:gray")
         axis.bar(names, values, color=colors)
-        if check["ci_low"] is not None and check["family"] != "capability":  # capability intervals are relative
+        if check["ci_low"] is not None and "perplexity" not in check["name"]:  # perplexity intervals are relative
             # An interval is of the change from the baseline, or of the value itself when there is no baseline.
             anchor = check["baseline_value"] if check["baseline_value"] is not None else 0.0
             low, high = anchor + check["ci_low"], anchor + check["ci_high"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alignpipe.config import GateConfig
 from alignpipe.gate.bias import group_means, largest_group_difference, per_item_gaps
-from alignpipe.gate.decision import Check, decide, mean, paired_bootstrap_interval
+from alignpipe.gate.decision import Check, decide, mean, paired_bootstrap_interval, power
 from alignpipe.gate.rm_collect import RewardModelOutputs
 
 
@@ -63,8 +63,27 @@ def perturbed_pair_accuracy(outputs: RewardModelOutputs, baseline: None, setting
         items = [i for i, k in enumerate(kinds) if k == kind]
         breakdown[kind] = {"candidate": mean([correct[i] for i in items]), "baseline": mean([clean[i] for i in items])}
     drop_rate = 1 - mean(correct) / max(mean(clean), 1e-9)
+    assert low is not None and high is not None
+    detectable, underpowered, needed = power(correct, clean, low, high, tolerance)
     return Check(name="perturbed_pair_accuracy", family="robustness", value=mean(correct), baseline_value=mean(clean),
                  threshold=tolerance, direction="higher_is_better", ci_low=low, ci_high=high, verdict=verdict,
-                 n=len(correct), breakdown=breakdown,
+                 n=len(correct), breakdown=breakdown, detectable_change=detectable, underpowered=underpowered,
+                 n_needed=needed,
                  note=f"baseline = the same pairs unperturbed; performance drop rate {drop_rate:.3f} "
                       "(PromptBench: 1 - perturbed / clean accuracy)")
+
+
+def held_out_pair_accuracy(outputs: RewardModelOutputs, baseline: None, settings: GateConfig) -> Check | None:
+    """A reward model's capability: pairwise accuracy on its own held-out pairs (data.eval). Shown; it warns only when
+    even the interval's upper end is no better than a coin (nothing learned that carries to unseen prompts)."""
+    correct = outputs.held_out_correct
+    if not correct:
+        return None
+    low, high = paired_bootstrap_interval(correct, settings.bootstrap_samples, outputs.seed)
+    untrained = outputs.held_out_accuracy_base
+    return Check(name="held_out_pair_accuracy", family="capability", value=mean(correct), baseline_value=None,
+                 threshold=None, direction="higher_is_better", ci_low=low, ci_high=high,
+                 verdict="warn" if high <= 0.5 else "pass", n=len(correct),
+                 note="pairwise accuracy on the stage's held-out pairs (data.eval), interval of the accuracy itself; "
+                      + (f"the untrained head scored {untrained:.3f} on all of data.eval" if untrained is not None
+                         else "no untrained-head figure in the manifest"))

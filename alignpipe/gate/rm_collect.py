@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from alignpipe import runs
 from alignpipe.config import GateConfig, Recipe
 from alignpipe.gate.bias import fill_templates
 from alignpipe.gate.inputs import held_out_pairs, shipped
@@ -26,6 +27,7 @@ class RewardModelOutputs:
     toxic_rewards: list[float]
     held_out_pairs: list[dict[str, Any]] = field(default_factory=list)  # the rm's own data.eval
     held_out_correct: list[float] = field(default_factory=list)
+    held_out_accuracy_base: float | None = None  # the untrained head on all of data.eval (the rm stage's metrics)
     group_filled: list[dict[str, Any]] = field(default_factory=list)  # fill_templates() of the shipped group items
     group_rewards: list[float] = field(default_factory=list)  # in reward standard deviations
     perturbed_kinds: list[str] = field(default_factory=list)  # per pair of safety_pairs + held_out_pairs
@@ -54,11 +56,13 @@ def collect_reward_model(stage_dir: Path, recipe: Recipe, settings: GateConfig) 
                           {"role": "assistant", "content": entry["text"]}] for entry in outputs.group_filled]
         spread = max(reward_model.reward_std, 1e-6)
         outputs.group_rewards = [score / spread for score in reward_model.score(conversations, batch_size=16)]
+    # A reward model's capability: its pairwise accuracy on its own held-out pairs (shown in the report).
+    outputs.held_out_pairs = held_out_pairs(recipe, settings.prompts)
+    if outputs.held_out_pairs:
+        chosen, rejected = pair_rewards(reward_model, outputs.held_out_pairs)
+        outputs.held_out_correct = [float(c > r) for c, r in zip(chosen, rejected)]
+        outputs.held_out_accuracy_base = runs.read_manifest(stage_dir).get("metrics", {}).get("eval_accuracy_base")
     if settings.robustness.enabled:
-        outputs.held_out_pairs = held_out_pairs(recipe, settings.prompts)
-        if outputs.held_out_pairs:
-            chosen, rejected = pair_rewards(reward_model, outputs.held_out_pairs)
-            outputs.held_out_correct = [float(c > r) for c, r in zip(chosen, rejected)]
         measure_perturbed_pairs(reward_model, outputs, settings.robustness.typo_rate)
     return outputs
 

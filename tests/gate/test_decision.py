@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from alignpipe.gate.decision import Check, decide, overall_verdict, paired_bootstrap_interval
 
 
@@ -51,3 +53,18 @@ def test_the_bootstrap_is_reproducible_for_a_seed_and_varies_with_it():
     assert paired_bootstrap_interval(differences, 1000, seed=3) != paired_bootstrap_interval(differences, 1000, seed=4)
     low, high = paired_bootstrap_interval([0.25] * 30, 1000, seed=0)  # no spread: the interval is the value
     assert low == high == 0.25
+
+
+def test_power_is_the_half_width_or_the_rule_of_three_for_shares():
+    from alignpipe.gate.decision import power
+
+    # Continuous scores: half the width of the interval of the change; enough items -> not underpowered.
+    assert power([0.3] * 40, [0.2] * 40, low=0.08, high=0.12, tolerance=0.05) == (pytest.approx(0.02), False, None)
+    # Wide interval: underpowered, and the half-width falls as 1/sqrt(n): 4x the items halve it.
+    detectable, underpowered, needed = power([0.3] * 40, [0.2] * 40, low=0.0, high=0.2, tolerance=0.05)
+    assert detectable == pytest.approx(0.1) and underpowered and needed == 160
+    # Shares (0/1 per item) that never differ: the interval has no width, yet 3/n of the items could change unseen.
+    assert power([1.0] * 10, [1.0] * 10, low=0.0, high=0.0, tolerance=0.1) == (pytest.approx(0.3), True, 30)
+    assert power([1.0] * 100, [1.0] * 100, low=0.0, high=0.0, tolerance=0.1) == (pytest.approx(0.03), False, None)
+    # A zero tolerance: no n detects it.
+    assert power([0.3] * 40, [0.2] * 40, low=0.08, high=0.12, tolerance=0.0)[1:] == (True, None)

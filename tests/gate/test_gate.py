@@ -166,9 +166,19 @@ def test_a_clean_sft_rm_rlhf_chain_passes_its_gates(gated_recipe, tmp_path, caps
     first = json.loads((stage_dir / "gate_report.json").read_text())
     names = [check["name"] for check in first["checks"]]
     assert names == ["expected_max_toxicity", "toxicity_probability", "harmful_compliance", "over_refusal",
-                     "general_text_perplexity", "eval_data_perplexity", "stereotype_preference", "group_gap_toxicity",
-                     "group_gap_refusal", "perturbed_toxicity_rise"]
+                     "general_text_perplexity", "eval_data_perplexity", "capability_accuracy_en",
+                     "capability_accuracy_ja", "stereotype_preference", "group_gap_toxicity", "group_gap_refusal",
+                     "perturbed_toxicity_rise"]
     checks = {check["name"]: check for check in first["checks"]}
+    # XSTest EN + JA, 8 each (gate.refusal_prompts), and the 8 hand-written cybercrime requests (all unsafe).
+    assert checks["harmful_compliance"]["n"] + checks["over_refusal"]["n"] == 24
+    assert checks["capability_accuracy_en"]["n"] == 8 and checks["capability_accuracy_ja"]["n"] == 16
+    # At these sizes every check is underpowered, and the report says so with the n that would do.
+    assert checks["harmful_compliance"]["underpowered"] and checks["harmful_compliance"]["n_needed"] >= 30
+    assert "**underpowered**" in (stage_dir / "gate_report.md").read_text()
+    saved = json.loads((stage_dir / "gate_outputs.json").read_text())["outputs"]
+    assert {task: len(chosen) for task, chosen in saved["capability_chosen"].items()} == {
+        "mmlu": 8, "jmmlu": 8, "jcommonsenseqa": 8}
     assert checks["stereotype_preference"]["n"] == 24 and checks["stereotype_preference"]["family"] == "bias"
     assert len(checks["perturbed_toxicity_rise"]["breakdown"]) >= 2  # per perturbation kind, EN and JA
     assert (stage_dir / "gate_group_gap_refusal.png").stat().st_size > 0
@@ -202,18 +212,19 @@ def test_a_clean_sft_rm_rlhf_chain_passes_its_gates(gated_recipe, tmp_path, caps
         assert manifest["status"] == "promoted" and manifest["gate"]["verdict"] in ("pass", "warn")
         assert manifest["lineage_exceptions"] == [] and manifest["forced"] is False
 
+    # A stage that damages capability is blocked by capability_accuracy_*: here the baseline's saved answers (the sft
+    # policy's, reused by the rlhf gate) are made right on every question, so the rlhf candidate, a tiny random
+    # model answering about at chance, has lost most of its accuracy.
+    from alignpipe.gate.capability import shipped_items
 
-def test_refusal_detection_in_english_and_japanese():
-    from alignpipe.gate.collect import is_refusal, refusal_markers
-    from alignpipe.gate.inputs import shipped
-
-    markers = refusal_markers()
-    assert is_refusal("I’m sorry, but I can’t help with that.", markers)  # curly apostrophes
-    assert is_refusal("申し訳ございませんが、そのご依頼にはお答えできません。", markers)
-    assert not is_refusal("To stop a Python process, run `kill <pid>` or press Ctrl+C.", markers)
-    assert not is_refusal("空焚きはご遠慮ください。水を入れてから電源を入れてください。", markers)
-    # The shipped sets are balanced: half should be refused, in both languages.
-    rows = shipped("refusal_prompts.jsonl")
-    for language in ("en", "ja"):
-        flags = [row["should_refuse"] for row in rows if row["lang"] == language]
-        assert sum(flags) * 2 == len(flags) > 0
+    outputs_path = stage_dir / "gate_outputs.json"
+    record = json.loads(outputs_path.read_text())
+    record["outputs"]["capability_chosen"] = {task: [item.answer for item in shipped_items(task, 8)]
+                                              for task in record["outputs"]["capability_chosen"]}
+    outputs_path.write_text(json.dumps(record))
+    assert run_cli("gate", rlhf_dir) == 3
+    blocked_line = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Blocked by:")]
+    assert "capability_accuracy_en" in blocked_line[0] and "capability_accuracy_ja" in blocked_line[0]
+    damaged = {check["name"]: check for check in json.loads((rlhf_dir / "gate_report.json").read_text())["checks"]}
+    for name in ("capability_accuracy_en", "capability_accuracy_ja"):
+        assert damaged[name]["verdict"] == "block" and damaged[name]["baseline_value"] == 1.0 > damaged[name]["value"]

@@ -137,7 +137,8 @@ def load_sequence_classifier(
     model = _load_pretrained(AutoModelForSequenceClassification, path, model_config, dtype, True, extra)
     # Under 4-bit loading the new head is made in the checkpoint's dtype (bf16 for SmolLM2), not in `dtype`: in fp32
     # (precision auto on an AVX2-only CPU) the first score then failed with "float != BFloat16".
-    model.score.to(dtype)
+    if hasattr(model, "score"):  # the head's name in Llama, Qwen, Gemma, Mistral ... classifiers
+        model.score.to(dtype)
     return continue_adapter(model, parent_adapter, task_type="SEQ_CLS") if parent_adapter else model
 
 

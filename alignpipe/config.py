@@ -136,9 +136,8 @@ class TrainConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
-        "bf16", validate_default=True, description="Mixed precision for compute; auto = bf16 where the GPU or CPU computes it natively, fp16 "
-        "on a GPU without bf16, fp32 on a CPU without AVX512-BF16/AMX (there bf16 is emulated, ~5x slower; the rm "
-        "stage does not run in fp32 on a 4-bit base yet)."
+        "auto", validate_default=True, description="Mixed precision for compute; auto = bf16 where the GPU or CPU computes it natively, fp16 "
+        "on a GPU without bf16, fp32 on a CPU without AVX512-BF16/AMX (there bf16 is emulated, ~5x slower)."
     )
     save_steps: int = Field(50, ge=1, description="Checkpoint every N steps (for resume).")
     save_total_limit: int = Field(2, ge=1, description="Checkpoints kept on disk while training.")

@@ -52,6 +52,19 @@ def common_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -
     }
 
 
+def keep_trainable_weights_in_run_precision(model: Any, precision: str) -> None:
+    """Undo TRL's cast of a 4-bit model's trainable weights (LoRA, a reward model's score head) to bf16.
+
+    TRL's trainers make that cast for QLoRA whatever the run's precision. In an fp32 (or fp16, whose mixed precision
+    keeps fp32 master weights) run, it made the reward model's score head bf16 while its inputs were fp32: the first
+    score failed with "float != BFloat16". A bf16 run keeps TRL's bf16.
+    """
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != dtype:
+            parameter.data = parameter.data.to(dtype)
+
+
 def no_checkpoint_at_the_last_step() -> Any:
     """A callback that drops the checkpoint transformers saves after the last step.
 

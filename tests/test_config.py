@@ -146,6 +146,7 @@ def test_auto_precision_is_resolved_to_what_the_hardware_computes_natively(monke
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert Recipe.model_validate({"train": {"precision": "auto"}}).train.precision == "fp32"  # an AVX2-only CPU emulates bf16
+    assert Recipe.model_validate({"train": {}}).train.precision == "fp32"  # auto is the default
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert Recipe.model_validate({"train": {"precision": "auto"}}).train.precision == "fp16"  # a GPU older than Ampere
     assert Recipe.model_validate({"train": {"precision": "bf16"}}).train.precision == "bf16"  # asked for: kept

@@ -28,7 +28,8 @@ from alignpipe.config import Recipe
 from alignpipe.plots import REWARD_SERIES, save_curve_panels, save_training_curves
 from alignpipe.policy_eval import compare_before_after, keep_reference_adapter, write_samples
 from alignpipe.reward import RewardModel, load_reward_model
-from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
+from alignpipe.training import (TORCH_DTYPES, common_training_arguments, keep_trainable_weights_in_run_precision,
+                                train_and_record)
 
 STAGE = "rlhf"
 
@@ -72,6 +73,7 @@ def run(recipe: Recipe) -> Path:
     manifest.update(runs.parent_standing([parent, reward_stage]))
     runs.write_manifest(stage_dir, manifest)
     trainer = build_trainer(recipe, model, tokenizer, stage_dir, train_records, eval_records, reward_model)
+    keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
     if parent is not None:
         keep_reference_adapter(trainer.model)
     metrics = manifest["metrics"]

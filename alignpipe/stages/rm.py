@@ -19,7 +19,8 @@ from alignpipe import data, models, runs, template_check
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
 from alignpipe.reward import pair_metrics, score_pairs
-from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
+from alignpipe.training import (TORCH_DTYPES, common_training_arguments, keep_trainable_weights_in_run_precision,
+                                train_and_record)
 
 STAGE = "rm"
 
@@ -59,6 +60,7 @@ def run(recipe: Recipe) -> Path:
         # A fresh adapter only without a parent; SEQ_CLS trains the score head in full.
         peft_config=None if parent_adapter else models.lora_config(recipe.lora, task_type="SEQ_CLS"),
     )
+    keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
     # TRL drops pairs longer than max_length; say so rather than train on fewer, or fail inside the data loader.
     kept = len(trainer.train_dataset)
     if kept < len(train_pairs):

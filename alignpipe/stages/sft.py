@@ -16,7 +16,8 @@ from trl import SFTConfig, SFTTrainer
 
 from alignpipe import data, models, runs, template_check
 from alignpipe.config import Recipe
-from alignpipe.training import TORCH_DTYPES, common_training_arguments, train_and_record
+from alignpipe.training import (TORCH_DTYPES, common_training_arguments, keep_trainable_weights_in_run_precision,
+                                train_and_record)
 
 STAGE = "sft"
 
@@ -47,6 +48,7 @@ def run(recipe: Recipe) -> Path:
         processing_class=tokenizer,
         peft_config=models.lora_config(recipe.lora, task_type="CAUSAL_LM"),
     )
+    keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
     metrics = manifest["metrics"]
     try:
         # A fresh LoRA adapter starts at zero (B = 0), so before training the model *is* the base model:

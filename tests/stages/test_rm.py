@@ -126,3 +126,13 @@ def test_rm_bad_inputs(rm_recipe, tmp_path, capsys):
     err = fails_cleanly(capsys, "rm", rm_recipe, "rm.parent=none", f"data.train={path}", "data.eval=null",
                         "train.max_length=8", "run.name=f")
     assert "4 of 4 training pairs are longer than train.max_length=8" in err and "raise train.max_length" in err
+
+
+def test_rm_in_fp32_on_a_4bit_base(rm_recipe):
+    """TRL casts a 4-bit model's trainable weights to bf16; in an fp32 run the score head then met fp32 inputs and
+    the first score failed ("float != BFloat16"). With the parent's adapter, as the demo's rm runs."""
+    quantized = ["model.quantization=4bit", "train.precision=fp32"]
+    assert cli.main(["sft", str(rm_recipe), "train.max_steps=1", *quantized]) == 0
+    assert cli.main(["rm", str(rm_recipe), "--force", "train.max_steps=2", *quantized]) == 0
+    metrics = json.loads((rm_dir(rm_recipe) / "manifest.json").read_text())["metrics"]
+    assert metrics["global_step"] == 2 and 0 <= metrics["eval_accuracy_base"] <= 1 and metrics["reward_std"] > 0

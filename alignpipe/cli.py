@@ -1,20 +1,19 @@
-"""The `alignpipe` command: argument parsing only. User errors print one message and exit with code 2."""
+"""The `alignpipe` command: a table of commands (name, help, arguments, the function it calls) and argument
+parsing. What a stage command does, in order, lives in pipeline.py. User errors print one message, exit code 2."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alignpipe.errors import AlignpipeError
 from alignpipe.jsonl_reader import DEFAULT_MAX_LINE_BYTES, line_limit
-
-DEFAULT_RECIPE = "recipes/demo.yaml"
-# Exit codes of every command (README): 1 is an unexpected crash (a traceback, please report it).
-EXIT_OK, EXIT_USER_ERROR, EXIT_BLOCKED = 0, 2, 3
+from alignpipe.pipeline import (DEFAULT_RECIPE, EXIT_OK, EXIT_USER_ERROR, quiet_libraries, run_stage,
+                                split_recipe_and_overrides, stop_cleanly_on_sigterm)
 
 DESCRIPTION = """\
 alignpipe: staged alignment of a language model (SFT -> reward model -> RLHF) with LoRA / 4-bit adapters.
@@ -40,243 +39,125 @@ when run again (run.resume=false moves it aside and starts over); a finished sta
 exit code 3: the safety gate blocked the stage (so `make sft rm rlhf` stops there); 2: a user error."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="alignpipe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    stage_help = {
-        "sft": ("supervised instruction tuning (LoRA / QLoRA)",
-                "Supervised instruction tuning on conversations ({'messages': [...]}) or raw text ({'text': ...})."),
-        "rm": ("reward model on preference pairs (LoRA / QLoRA + score head)",
-               "Train a reward model on {'prompt','chosen','rejected'} pairs, starting from this run's sft stage."),
-        "rlhf": ("align the sft policy: dpo/kto/orpo/simpo offline, grpo/rloo/ppo online with the reward model",
-                 "Align this run's sft policy. rlhf.algorithm: dpo (rlhf.loss_type: sigmoid, ipo, hinge, robust, ...), "
-                 "kto, orpo, simpo learn from preference data; grpo, rloo and ppo (actor-critic, rlhf.ppo.*) sample "
-                 "answers to prompts and reinforce what this run's reward model scores high, with a KL pull "
-                 "(rlhf.beta) to the sft policy. Afterwards "
-                 "held-out prompts are answered before and after, scored, and written to samples.jsonl."),
-    }
-    for stage, (short_help, description) in stage_help.items():
-        stage_parser = commands.add_parser(
-            stage,
-            help=short_help,
-            description=description,
-            epilog=STAGE_EPILOG.format(stage=stage),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        stage_parser.add_argument(
-            "items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides"
-        )
-        stage_parser.add_argument("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit")
-        stage_parser.add_argument(
-            "--force", action="store_true",
-            help="build on a parent the safety gate blocked (the override is recorded in the manifest)",
-        )
-        stage_parser.add_argument(
-            "--break-lock", action="store_true",
-            help="take over the stage's lock left by a run that was killed (the message names it); never a live one",
-        )
-        stage_parser.add_argument(
-            "--nproc", type=int, default=1, metavar="N",
-            help="train in N processes on this machine (one per GPU) through accelerate with run.accelerate_config "
-            "(default ddp); rank 0 writes the run directory and runs the gate",
-        )
-
-    plan = commands.add_parser(
-        "plan",
-        help="estimate a recipe's peak GPU memory, FLOPs and time without loading weights",
-        description="Estimate peak GPU memory (weights by quantization, LoRA, gradients, optimizer states, "
-        "activations with/without checkpointing, logits, reference model) and training FLOPs and time for one "
-        "stage of a recipe, from the model's config only: a local config.json, or alignpipe's table of well-known "
-        "models for hub ids (nothing is downloaded).",
-        epilog="examples:\n"
-        "  alignpipe plan recipes/llama3-8b-qlora-sft.yaml --gpu rtx4090\n"
-        "  alignpipe plan recipes/llama3-8b-qlora-dpo.yaml --stage rlhf --gpu a100 train.batch_size=4\n"
-        "  alignpipe plan recipes/demo.yaml --json\n"
-        "GPUs: " + ", ".join(gpu_names()),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    plan.add_argument("items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides")
-    plan.add_argument("--stage", choices=("sft", "rm", "rlhf"), default="sft", help="the stage to plan (default sft)")
-    plan.add_argument("--gpu", default="rtx4090", help="GPU to plan for (default rtx4090)")
-    plan.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation for the time estimate "
-                      "(default 0.35 in bf16, 0.25 in 4-bit/8-bit: dequantising costs time)")
-    plan.add_argument("--nproc", type=int, default=1, metavar="N", help="GPUs training together (DDP: time / N)")
-    plan.add_argument("--json", action="store_true", help="print the estimate as JSON")
-
-    gate = commands.add_parser(
-        "gate",
-        help="re-run the safety gate on a trained stage",
-        description="Score a stage and its baseline (parent, or the base model) on toxicity, refusal balance and "
-        "general-text perplexity, bias and robustness (a reward model: safe over toxic answers, group gaps, "
-        "perturbed pairs), write gate_report.{json,md,png} (and a numbered copy of each run's report), and set the "
-        "status to promoted or blocked. Runs automatically after every stage; re-run it after changing a threshold, "
-        "or to gate a stage trained with gate.enabled=false. Every run is appended to gate.history in the manifest; "
-        "settings other than the recipe's are recorded as an override (gate.overridden, settings_changed), which "
-        "every later stage built on it carries in lineage_exceptions. Exit code 3 when the verdict is block.",
-        epilog="examples:\n  alignpipe gate runs/demo/sft\n  alignpipe gate runs/demo/sft gate.toxicity.tolerance=0.1",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    gate.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
-    gate.add_argument("overrides", nargs="*", metavar="gate.KEY=VALUE", help="gate settings for this run")
-    gate.add_argument("--break-lock", action="store_true", help="take over the stage's lock left by a killed run")
-
-    generate = commands.add_parser(
-        "generate",
-        help="answer a prompt with a trained stage",
-        description="Answer one prompt with a trained stage's model, or with a merged export, using its chat template.",
-        epilog='examples:\n  alignpipe generate runs/demo/sft "How do I reset my Kumo kettle?"\n'
-               '  alignpipe generate exported/demo-rlhf "How do I reset my Kumo kettle?"',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    generate.add_argument("stage_dir", type=Path, help="a stage directory (runs/demo/sft) or a merged export")
-    generate.add_argument("prompt", help="the user message")
-    generate.add_argument("--max-new-tokens", type=int, default=128)
-    generate.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-
-    export = commands.add_parser(
-        "export",
-        help="merge a stage's adapter into a full-precision model (Hugging Face, optionally GGUF), verified",
-        description="Merge the adapter into a full-precision copy of the base and save model + tokenizer + chat "
-        "template, loadable with AutoModelForCausalLM.from_pretrained(DIR). The merged model's logits on fixed "
-        "prompts are compared with the adapter model's and the export fails if they differ beyond the printed "
-        "tolerance. --format gguf also writes a GGUF file (Llama-architecture models) with the chat template and "
-        "special tokens, reads it back with transformers and compares its logits with the merged model's. "
-        "README.md in DIR is the model card: lineage, gate verdicts, metrics, data, the parity numbers.",
-        epilog="examples:\n  alignpipe export runs/demo/sft --out exported/demo-sft\n"
-               "  alignpipe export runs/demo/rlhf --out exported/demo-rlhf-gguf --format gguf --quant q8_0",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    export.add_argument("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
-    export.add_argument("--out", type=Path, required=True, help="new or empty output directory")
-    export.add_argument("--format", choices=["hf", "gguf"], default="hf",
-                        help="hf: merged Hugging Face model (default); gguf: that plus one GGUF file")
-    export.add_argument("--force", action="store_true",
-                        help="export a stage the gate did not promote (blocked or never gated); the model card "
-                        "states the verdict and the failed checks")
-    export.add_argument("--quant", choices=["f16", "q8_0"], default="f16",
-                        help="GGUF weight type: f16 (near-identical) or q8_0 (half the size, small difference)")
-
-    for name, short_help, description in (
-        ("check-template", "check that the chat template renders training data as generation reads it",
-         "Render a sample of the stage's training data exactly as training will and check: every assistant turn "
-         "ends with EOS (or the end-of-turn token), no BOS/EOS is doubled, the generation prompt of `generate` and "
-         "the gate is a prefix of the training rendering, and the assistant-only loss mask covers exactly the "
-         "answers. Runs by itself at the start of every stage. Exit code 2 with every problem named on failure."),
-        ("show-tokens", "print rendered training samples with the trained tokens marked",
-         "Print samples of the stage's training data as the model sees them: special tokens visible, line breaks "
-         "shown as ⏎, and the tokens the loss is computed on between [[ and ]]."),
-    ):
-        template = commands.add_parser(
-            name, help=short_help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
-            epilog=f"examples:\n  alignpipe {name} recipes/demo.yaml\n  alignpipe {name} recipes/demo.yaml --stage rm"
-                   + ("\n  alignpipe show-tokens recipes/demo.yaml --n 3 --ids" if name == "show-tokens" else ""),
-        )
-        template.add_argument(
-            "items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides"
-        )
-        template.add_argument("--stage", choices=["sft", "rm", "rlhf"], default="sft", help="whose data (default sft)")
-        if name == "show-tokens":
-            template.add_argument("--n", type=int, default=3, help="samples to show (default 3)")
-            template.add_argument("--ids", action="store_true", help="also list every token with its id")
-        else:
-            template.add_argument("--n", type=int, default=64, help="samples to check, spread over the file (default 64)")
-    score = commands.add_parser(
-        "score",
-        help="run one scorer over a JSONL file",
-        description="Add a score to every line of a JSONL file.",
-        epilog="example:\n  alignpipe score reward runs/demo/rm --input pairs.jsonl --output scored.jsonl",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    scorers = score.add_subparsers(dest="scorer", required=True, metavar="SCORER")
-    reward = scorers.add_parser(
-        "reward",
-        help="reward-model scores",
-        description="Adds 'reward' to conversations ({'messages': [...]} or {'prompt', 'completion'}), or "
-        "'reward_chosen' and 'reward_rejected' to preference pairs.",
-    )
-    reward.add_argument("stage_dir", type=Path, help="an rm stage directory, e.g. runs/demo/rm")
-    reward.add_argument("--input", type=Path, required=True)
-    reward.add_argument("--output", type=Path, required=True)
-    reward.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
-                        help="a longer input line is an error (default %(default)s)")
-    reward.add_argument("--batch-size", type=int, default=8)
-    toxicity = scorers.add_parser(
-        "toxicity",
-        help="toxicity in [0, 1], English and Japanese, offline",
-        description="Adds 'toxicity' (0 = clean, 1 = toxic; 0.5 = as likely toxic as not) to every line. The default "
-        "scorer is offline: a learned n-gram model (EN/JA) combined with weighted lexicons; --model lexicon or "
-        "learned picks one part, any other --model is a Hugging Face classifier (path or hub id).",
-        epilog="example:\n  alignpipe score toxicity --input answers.jsonl --field text --output scored.jsonl",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    toxicity.add_argument("--input", type=Path, required=True)
-    toxicity.add_argument("--output", type=Path, required=True)
-    toxicity.add_argument("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
-                        help="a longer input line is an error (default %(default)s)")
-    toxicity.add_argument("--field", default="text", help="the string field to score (default: text)")
-    toxicity.add_argument("--model", default=None,
-                          help="default | learned | lexicon | a Hugging Face text classifier (path or hub id)")
-    refusal = scorers.add_parser(
-        "refusal",
-        help="refusal in [0, 1] and full_refusal / partial_refusal / compliance, English and Japanese, offline",
-        description="Adds 'refusal' (0 = complies, 1 = refuses; >= 0.5 is a full or partial refusal) and "
-        "'refusal_label' to every line. Reads the answer's opening: an apology that goes on to help is compliance, a "
-        "refusal that goes on to help or offers a concrete alternative is a partial refusal (alignpipe.gate.refusal).",
-        epilog="example:\n  alignpipe score refusal --input answers.jsonl --field completion --output scored.jsonl",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    refusal.add_argument("--input", type=Path, required=True)
-    refusal.add_argument("--output", type=Path, required=True)
-    refusal.add_argument("--field", default="completion", help="the string field to score (default: completion)")
-    capability = scorers.add_parser(
-        "capability",
-        help="multiple-choice accuracy by log-likelihood: MMLU, JMMLU, JCommonsenseQA",
-        description="Zero-shot multiple-choice accuracy as lm-evaluation-harness scores a causal LM: the most likely "
-        "continuation after the prompt is the answer. mmlu: the harness's mmlu prompt; jmmlu: the same with a "
-        "Japanese first line; jcommonsenseqa: the harness's Japanese-leaderboard prompt (alignpipe.gate.capability "
-        "documents each). Writes accuracy, n, a 95% bootstrap interval and accuracy per subject. --input: a folder "
-        "of <subject>_test.csv, one CSV (question,A,B,C,D,answer, no header) or JGLUE's JSON lines; default: the "
-        "gate's shipped subset.",
-        epilog="examples:\n  alignpipe score capability --model embedded --task mmlu --input data/mmlu --output mmlu.json"
-        "\n  alignpipe score capability --model runs/demo/sft --task jcommonsenseqa --output jcqa.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    capability.add_argument("--model", required=True,
-                            help="a stage directory (runs/demo/sft), a model path or hub id, or 'embedded'")
-    capability.add_argument("--task", required=True, choices=["mmlu", "jmmlu", "jcommonsenseqa"])
-    capability.add_argument("--input", type=Path, default=None, help="questions (default: the shipped subset)")
-    capability.add_argument("--output", type=Path, required=True, help="result JSON")
-    capability.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)")
-    capability.add_argument("--quantization", choices=["4bit", "8bit", "none"], default=None,
-                            help="default: a stage as trained, any other model in full precision")
-    capability.add_argument("--limit", type=int, default=None, help="score only the first N questions")
-    stereotype = scorers.add_parser(
-        "stereotype",
-        help="stereotype preference of a language model on minimal sentence pairs (CrowS-Pairs)",
-        description="The share of pairs (pct_stereotype, 50 = unbiased) where the model gives the more stereotypical "
-        "sentence the higher log-likelihood, each sentence scored whole after one BOS (or EOS) token, as "
-        "lm-evaluation-harness scores crows_pairs; with a 95% bootstrap interval, per bias type, and the mean "
-        "absolute log-likelihood difference. Pairs: a CSV in the CrowS-Pairs layout (sent_more, sent_less, "
-        "stereo_antistereo, bias_type) or JSONL with those fields; the shipped EN + JA set is "
-        "alignpipe/resources/gate/stereotype_pairs.jsonl.",
-        epilog="examples:\n  alignpipe score stereotype --model embedded --pairs crows_pairs_anonymized.csv "
-        "--output base.json\n  alignpipe score stereotype --model runs/demo/sft --pairs my_pairs.jsonl --output sft.json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    stereotype.add_argument("--model", required=True,
-                            help="a stage directory (runs/demo/sft), a model path or hub id, or 'embedded'")
-    stereotype.add_argument("--pairs", type=Path, required=True, help="CSV (CrowS-Pairs layout) or JSONL")
-    stereotype.add_argument("--output", type=Path, required=True, help="result JSON")
-    return parser
+def arg(*flags: str, **options: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """One `add_argument` call, as data."""
+    return flags, options
 
 
-def split_recipe_and_overrides(items: list[str]) -> tuple[str, list[str]]:
-    if items and "=" not in items[0]:
-        return items[0], items[1:]
-    return DEFAULT_RECIPE, items
+# Argument groups that several commands share.
+RECIPE_AND_OVERRIDES = (
+    arg("items", nargs="*", metavar="[RECIPE] [key=value ...]", help=f"recipe (default {DEFAULT_RECIPE}) and overrides"),
+)
+STAGE_OPTIONS = (
+    *RECIPE_AND_OVERRIDES,
+    arg("--dry-run", action="store_true", help="validate and print the resolved recipe, then exit"),
+    arg("--force", action="store_true",
+        help="build on a parent the safety gate blocked (the override is recorded in the manifest)"),
+    arg("--break-lock", action="store_true",
+        help="take over the stage's lock left by a run that was killed (the message names it); never a live one"),
+    arg("--nproc", type=int, default=1, metavar="N",
+        help="train in N processes on this machine (one per GPU) through accelerate with run.accelerate_config "
+        "(default ddp); rank 0 writes the run directory and runs the gate"),
+)
+STAGE_DIR = arg("stage_dir", type=Path, help="a stage directory, e.g. runs/demo/sft")
+JSONL_IN_OUT = (
+    arg("--input", type=Path, required=True),
+    arg("--output", type=Path, required=True),
+    arg("--max-line-bytes", type=int, default=DEFAULT_MAX_LINE_BYTES,
+        help="a longer input line is an error (default %(default)s)"),
+)
+LANGUAGE_MODEL = arg("--model", required=True,
+                     help="a stage directory (runs/demo/sft), a model path or hub id, or 'embedded'")
+WHOSE_DATA = arg("--stage", choices=["sft", "rm", "rlhf"], default="sft", help="whose data (default sft)")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    description: str
+    run: Callable[[argparse.Namespace], int | None] | None  # None: a group of subcommands
+    arguments: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = ()
+    epilog: str | None = None
+    subcommands: tuple[Command, ...] = ()
+
+
+# What each command calls. Imports are inside so that `alignpipe --help` does not load torch.
+
+def stage_command(stage: str) -> Callable[[argparse.Namespace], int]:
+    return lambda args: run_stage(stage, args.items, args.dry_run, args.force, args.nproc, args.break_lock)
+
+
+def regate_command(args: argparse.Namespace) -> int:
+    from alignpipe.pipeline import regate
+
+    return regate(args.stage_dir, args.overrides, args.break_lock)
+
+
+def plan_command(args: argparse.Namespace) -> None:
+    from alignpipe.plan import plan_recipe
+
+    plan_recipe(*split_recipe_and_overrides(args.items), args.stage, args.gpu, args.mfu, args.nproc, args.json)
+
+
+def generate_command(args: argparse.Namespace) -> None:
+    from alignpipe import models
+    from alignpipe.pipeline import warn_if_not_promoted
+
+    warn_if_not_promoted(args.stage_dir)
+    model, tokenizer = models.load_for_generation(args.stage_dir)
+    print(models.generate_reply(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature))
+
+
+def export_command(args: argparse.Namespace) -> None:
+    from alignpipe.export import export_stage
+
+    export_stage(args.stage_dir, args.out, args.format, args.quant, args.force)
+    print(f"Exported to {args.out} (model card: {args.out / 'README.md'})")
+
+
+def template_command(args: argparse.Namespace) -> None:
+    from alignpipe.template_check import check_or_show
+
+    check_or_show(args.command, *split_recipe_and_overrides(args.items), args.stage, args.n, getattr(args, "ids", False))
+
+
+def score_reward_command(args: argparse.Namespace) -> None:
+    from alignpipe.reward import score_file
+
+    print(f"Scored {score_file(args.stage_dir, args.input, args.output, args.batch_size)} lines -> {args.output}")
+
+
+def score_toxicity_command(args: argparse.Namespace) -> None:
+    from alignpipe.gate.toxicity_scorers import score_toxicity_file
+
+    print(f"Scored {score_toxicity_file(args.input, args.field, args.output, args.model)} lines -> {args.output}")
+
+
+def score_refusal_command(args: argparse.Namespace) -> None:
+    from alignpipe.gate.refusal import score_refusal_file
+
+    print(f"Scored {score_refusal_file(args.input, args.field, args.output)} lines -> {args.output}")
+
+
+def score_capability_command(args: argparse.Namespace) -> None:
+    from alignpipe.gate.capability import score_capability_file
+
+    result = score_capability_file(args.model, args.task, args.input, args.output, args.batch_size,
+                                   args.quantization, args.limit)
+    print(f"{args.task} accuracy {result['accuracy']:.3f} (95% CI {result['ci_low']:.3f}-{result['ci_high']:.3f}, "
+          f"n={result['n']}, {result['seconds_per_item']:.3f} s/question) -> {args.output}")
+
+
+def score_stereotype_command(args: argparse.Namespace) -> None:
+    from alignpipe.gate.bias import score_stereotype_file
+
+    result = score_stereotype_file(args.model, args.pairs, args.output)
+    print(f"pct_stereotype {result['pct_stereotype']:.1f} (95% CI {result['ci_low']:.1f}-{result['ci_high']:.1f}, "
+          f"n={result['n']}; 50 = unbiased) -> {args.output}")
+    for name, stats in {**result.get("by_lang", {}), **result["by_bias_type"]}.items():
+        print(f"  {name:<22}{stats['pct_stereotype']:6.1f}  [{stats['ci_low']:.1f}, {stats['ci_high']:.1f}]  "
+              f"(n={stats['n']})")
 
 
 def gpu_names() -> list[str]:
@@ -285,134 +166,206 @@ def gpu_names() -> list[str]:
     return list(GPUS)
 
 
-def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: int = 1, break_lock: bool = False) -> int:
-    from alignpipe import runs
-    from alignpipe.config import load_recipe, missing_required_keys, recipe_as_yaml
-    from alignpipe.runs import MANIFEST, is_main_process, read_manifest, stage_dir_for, world_size
+STAGE_DESCRIPTIONS = {
+    "sft": ("supervised instruction tuning (LoRA / QLoRA)",
+            "Supervised instruction tuning on conversations ({'messages': [...]}) or raw text ({'text': ...})."),
+    "rm": ("reward model on preference pairs (LoRA / QLoRA + score head)",
+           "Train a reward model on {'prompt','chosen','rejected'} pairs, starting from this run's sft stage."),
+    "rlhf": ("align the sft policy: dpo/kto/orpo/simpo offline, grpo/rloo/ppo online with the reward model",
+             "Align this run's sft policy. rlhf.algorithm: dpo (rlhf.loss_type: sigmoid, ipo, hinge, robust, ...), "
+             "kto, orpo, simpo learn from preference data; grpo, rloo and ppo (actor-critic, rlhf.ppo.*) sample "
+             "answers to prompts and reinforce what this run's reward model scores high, with a KL pull "
+             "(rlhf.beta) to the sft policy. Afterwards "
+             "held-out prompts are answered before and after, scored, and written to samples.jsonl."),
+}
 
-    recipe_path, overrides = split_recipe_and_overrides(items)
-    flags = (["run.force=true"] if force else []) + (["run.break_lock=true"] if break_lock else [])
-    recipe = load_recipe(recipe_path, stage, overrides + flags)
-    # Checked before anything loads, and by --dry-run: where the run goes, and what it cannot start without.
-    problems = missing_required_keys(recipe)
-    if problems:
-        raise AlignpipeError(f"Invalid recipe {recipe_path} for the {stage} stage:\n  " + "\n  ".join(problems))
-    runs.check_output_root(recipe)
-    runs.stage_dir_for(recipe, stage)
-    if recipe.model.base != "embedded":
-        from alignpipe.models import check_model_reference
+SCORERS = (
+    Command(
+        "reward", "reward-model scores",
+        "Adds 'reward' to conversations ({'messages': [...]} or {'prompt', 'completion'}), or "
+        "'reward_chosen' and 'reward_rejected' to preference pairs.",
+        score_reward_command,
+        (arg("stage_dir", type=Path, help="an rm stage directory, e.g. runs/demo/rm"), *JSONL_IN_OUT,
+         arg("--batch-size", type=int, default=8)),
+    ),
+    Command(
+        "toxicity", "toxicity in [0, 1], English and Japanese, offline",
+        "Adds 'toxicity' (0 = clean, 1 = toxic; 0.5 = as likely toxic as not) to every line. The default "
+        "scorer is offline: a learned n-gram model (EN/JA) combined with weighted lexicons; --model lexicon or "
+        "learned picks one part, any other --model is a Hugging Face classifier (path or hub id).",
+        score_toxicity_command,
+        (*JSONL_IN_OUT, arg("--field", default="text", help="the string field to score (default: text)"),
+         arg("--model", default=None,
+             help="default | learned | lexicon | a Hugging Face text classifier (path or hub id)")),
+        epilog="example:\n  alignpipe score toxicity --input answers.jsonl --field text --output scored.jsonl",
+    ),
+    Command(
+        "refusal", "refusal in [0, 1] and full_refusal / partial_refusal / compliance, English and Japanese, offline",
+        "Adds 'refusal' (0 = complies, 1 = refuses; >= 0.5 is a full or partial refusal) and "
+        "'refusal_label' to every line. Reads the answer's opening: an apology that goes on to help is compliance, a "
+        "refusal that goes on to help or offers a concrete alternative is a partial refusal (alignpipe.gate.refusal).",
+        score_refusal_command,
+        (*JSONL_IN_OUT, arg("--field", default="completion", help="the string field to score (default: completion)")),
+        epilog="example:\n  alignpipe score refusal --input answers.jsonl --field completion --output scored.jsonl",
+    ),
+    Command(
+        "capability", "multiple-choice accuracy by log-likelihood: MMLU, JMMLU, JCommonsenseQA",
+        "Zero-shot multiple-choice accuracy as lm-evaluation-harness scores a causal LM: the most likely "
+        "continuation after the prompt is the answer. mmlu: the harness's mmlu prompt; jmmlu: the same with a "
+        "Japanese first line; jcommonsenseqa: the harness's Japanese-leaderboard prompt (alignpipe.gate.capability "
+        "documents each). Writes accuracy, n, a 95% bootstrap interval and accuracy per subject. --input: a folder "
+        "of <subject>_test.csv, one CSV (question,A,B,C,D,answer, no header) or JGLUE's JSON lines; default: the "
+        "gate's shipped subset.",
+        score_capability_command,
+        (LANGUAGE_MODEL,
+         arg("--task", required=True, choices=["mmlu", "jmmlu", "jcommonsenseqa"]),
+         arg("--input", type=Path, default=None, help="questions (default: the shipped subset)"),
+         arg("--output", type=Path, required=True, help="result JSON"),
+         arg("--batch-size", type=int, default=16, help="sequences per forward pass (default 16)"),
+         arg("--quantization", choices=["4bit", "8bit", "none"], default=None,
+             help="default: a stage as trained, any other model in full precision"),
+         arg("--limit", type=int, default=None, help="score only the first N questions")),
+        epilog="examples:\n  alignpipe score capability --model embedded --task mmlu --input data/mmlu --output mmlu.json"
+        "\n  alignpipe score capability --model runs/demo/sft --task jcommonsenseqa --output jcqa.json",
+    ),
+    Command(
+        "stereotype", "stereotype preference of a language model on minimal sentence pairs (CrowS-Pairs)",
+        "The share of pairs (pct_stereotype, 50 = unbiased) where the model gives the more stereotypical "
+        "sentence the higher log-likelihood, each sentence scored whole after one BOS (or EOS) token, as "
+        "lm-evaluation-harness scores crows_pairs; with a 95% bootstrap interval, per bias type, and the mean "
+        "absolute log-likelihood difference. Pairs: a CSV in the CrowS-Pairs layout (sent_more, sent_less, "
+        "stereo_antistereo, bias_type) or JSONL with those fields; the shipped EN + JA set is "
+        "alignpipe/resources/gate/stereotype_pairs.jsonl.",
+        score_stereotype_command,
+        (LANGUAGE_MODEL, arg("--pairs", type=Path, required=True, help="CSV (CrowS-Pairs layout) or JSONL"),
+         arg("--output", type=Path, required=True, help="result JSON")),
+        epilog="examples:\n  alignpipe score stereotype --model embedded --pairs crows_pairs_anonymized.csv "
+        "--output base.json\n  alignpipe score stereotype --model runs/demo/sft --pairs my_pairs.jsonl --output sft.json",
+    ),
+)
 
-        check_model_reference(recipe.model.base)
-    if is_main_process():
-        print(f"# alignpipe {stage}: resolved recipe from {recipe_path}\n{recipe_as_yaml(recipe, stage)}", flush=True)
-    if nproc < 1:
-        raise AlignpipeError(f"--nproc must be at least 1, not {nproc}")
-    if nproc > 1 and world_size() == 1 and not dry_run:  # not yet launched: launch N copies of this command
-        from alignpipe.launch import launch_stage
+TEMPLATE_EPILOG = "examples:\n  alignpipe {name} recipes/demo.yaml\n  alignpipe {name} recipes/demo.yaml --stage rm"
 
-        code = launch_stage(stage, items + (["run.break_lock=true"] if break_lock else []), force, nproc,
-                            recipe.run.accelerate_config)
-        # Rank 0's exit code 3 reaches us through accelerate as a failure: the manifest says what happened.
-        manifest = stage_dir_for(recipe, stage) / MANIFEST
-        blocked = manifest.is_file() and read_manifest(manifest.parent).get("status") == "blocked"
-        return EXIT_BLOCKED if code != 0 and blocked else code
-    if dry_run:
-        if nproc > 1:
-            from alignpipe.launch import accelerate_config_file
-
-            print(f"--nproc {nproc}: would launch through {accelerate_config_file(recipe.run.accelerate_config)}")
-        from alignpipe.data import describe_sources
-
-        print("\n".join(describe_sources(recipe.data)))
-        print("Dry run: recipe is valid; nothing loaded.")
-        return 0
-    from alignpipe.stages import rlhf, rm, sft
-
-    try:
-        stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
-        if not is_main_process():
-            return 0  # rank 0 gates the stage once
-        return gate_after_training(stage_dir, recipe.gate.enabled)
-    except BaseException as error:  # whatever failed after the stage directory was taken: it ends `failed`, not `running`
-        runs.record_failure(runs.stage_dir_for(recipe, stage), error)
-        raise
-    finally:
-        runs.release_stage_locks()  # the stage and its gate wrote under one lock
-
-
-def gate_after_training(stage_dir: Path, enabled: bool) -> int:
-    """The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own."""
-    from alignpipe.gate.gate import gate_stage
-    from alignpipe.runs import record_gate_skipped
-
-    if not enabled:
-        record_gate_skipped(stage_dir)
-        print(f"WARNING: gate.enabled=false: {stage_dir} stays `trained` (verdict skipped), unchecked. A next stage "
-              f"builds on it only with --force (recorded); `alignpipe gate {stage_dir}` gates it.", flush=True)
-        return EXIT_OK
-    return EXIT_BLOCKED if gate_stage(stage_dir) == "block" else EXIT_OK
-
-
-def plan_recipe(items: list[str], stage: str, gpu: str, mfu: float | None, nproc: int, as_json: bool) -> None:
-    import json
-
-    from alignpipe.config import load_recipe
-    from alignpipe.plan import format_plan, plan_stage
-
-    recipe_path, overrides = split_recipe_and_overrides(items)
-    recipe = load_recipe(recipe_path, stage, overrides)
-    estimate = plan_stage(recipe, stage, gpu, mfu=mfu, nproc=nproc)
-    print(json.dumps(estimate, indent=2) if as_json else format_plan(estimate, f"{recipe_path} ({stage})"))
-
-
-def check_template(command: str, items: list[str], stage: str, n: int, with_ids: bool) -> None:
-    from alignpipe import template_check
-    from alignpipe.config import load_recipe
-
-    recipe_path, overrides = split_recipe_and_overrides(items)
-    recipe = load_recipe(recipe_path, stage, overrides)
-    with line_limit(recipe.data.max_line_bytes):
-        tokenizer, records, assistant_only = template_check.stage_tokenizer_and_records(recipe, stage)
-    if command == "check-template":
-        checked, problems = template_check.check_records(tokenizer, records, assistant_only, limit=n)
-        if problems:
-            raise AlignpipeError(template_check.failure_report(problems, checked, str(recipe.data.train)))
-        print(f"Chat template OK on {checked} samples of {recipe.data.train} ({stage}): EOS after every assistant "
-              "turn, no doubled BOS/EOS, generation prompt a prefix of the training rendering"
-              + (", loss mask exactly on the answers." if assistant_only else "."))
-        return
-    for number, index in enumerate(template_check.sample_indices(len(records), n), start=1):
-        rendered = template_check.render_sample(tokenizer, records[index], assistant_only, with_ids)
-        print(f"--- sample {number} of {min(n, len(records))} ({recipe.data.train}, record {index}): {rendered}\n")
-
-
-def quiet_libraries() -> None:
-    """Keep the training progress bar and our messages; drop library chatter that says nothing to a user."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5 renames, TRL-internal
-    # bitsandbytes looks for optional CPU kernels on the hub at import and logs that it cannot fetch them.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-
-
-def stop_cleanly_on_sigterm() -> None:
-    """`kill PID` (SIGTERM) unwinds like an error: the stage is marked failed and its lock released. Only kill -9 can
-    leave a `running` stage and a stale lock behind (the next run names it; --break-lock takes it over)."""
-    import signal
-    import threading
-
-    def stop(signal_number: int, frame: object) -> None:
-        raise SystemExit(128 + signal_number)
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+COMMANDS = (
+    *(Command(stage, short_help, description, stage_command(stage), STAGE_OPTIONS, STAGE_EPILOG.format(stage=stage))
+      for stage, (short_help, description) in STAGE_DESCRIPTIONS.items()),
+    Command(
+        "plan", "estimate a recipe's peak GPU memory, FLOPs and time without loading weights",
+        "Estimate peak GPU memory (weights by quantization, LoRA, gradients, optimizer states, "
+        "activations with/without checkpointing, logits, reference model) and training FLOPs and time for one "
+        "stage of a recipe, from the model's config only: a local config.json, or alignpipe's table of well-known "
+        "models for hub ids (nothing is downloaded).",
+        plan_command,
+        (*RECIPE_AND_OVERRIDES,
+         arg("--stage", choices=("sft", "rm", "rlhf"), default="sft", help="the stage to plan (default sft)"),
+         arg("--gpu", default="rtx4090", help="GPU to plan for (default rtx4090)"),
+         arg("--mfu", type=float, default=None, help="model FLOPs utilisation for the time estimate "
+             "(default 0.35 in bf16, 0.25 in 4-bit/8-bit: dequantising costs time)"),
+         arg("--nproc", type=int, default=1, metavar="N", help="GPUs training together (DDP: time / N)"),
+         arg("--json", action="store_true", help="print the estimate as JSON")),
+        epilog="examples:\n"
+        "  alignpipe plan recipes/llama3-8b-qlora-sft.yaml --gpu rtx4090\n"
+        "  alignpipe plan recipes/llama3-8b-qlora-dpo.yaml --stage rlhf --gpu a100 train.batch_size=4\n"
+        "  alignpipe plan recipes/demo.yaml --json\n"
+        "GPUs: {gpus}",
+    ),
+    Command(
+        "gate", "re-run the safety gate on a trained stage",
+        "Score a stage and its baseline (parent, or the base model) on toxicity, refusal balance and "
+        "general-text perplexity, bias and robustness (a reward model: safe over toxic answers, group gaps, "
+        "perturbed pairs), write gate_report.{json,md,png} (and a numbered copy of each run's report), and set the "
+        "status to promoted or blocked. Runs automatically after every stage; re-run it after changing a threshold, "
+        "or to gate a stage trained with gate.enabled=false. Every run is appended to gate.history in the manifest; "
+        "settings other than the recipe's are recorded as an override (gate.overridden, settings_changed), which "
+        "every later stage built on it carries in lineage_exceptions. Exit code 3 when the verdict is block.",
+        regate_command,
+        (STAGE_DIR, arg("overrides", nargs="*", metavar="gate.KEY=VALUE", help="gate settings for this run"),
+         arg("--break-lock", action="store_true", help="take over the stage's lock left by a killed run")),
+        epilog="examples:\n  alignpipe gate runs/demo/sft\n  alignpipe gate runs/demo/sft gate.toxicity.tolerance=0.1",
+    ),
+    Command(
+        "generate", "answer a prompt with a trained stage",
+        "Answer one prompt with a trained stage's model, or with a merged export, using its chat template.",
+        generate_command,
+        (arg("stage_dir", type=Path, help="a stage directory (runs/demo/sft) or a merged export"),
+         arg("prompt", help="the user message"),
+         arg("--max-new-tokens", type=int, default=128),
+         arg("--temperature", type=float, default=0.0, help="0 = greedy (default)")),
+        epilog='examples:\n  alignpipe generate runs/demo/sft "How do I reset my Kumo kettle?"\n'
+               '  alignpipe generate exported/demo-rlhf "How do I reset my Kumo kettle?"',
+    ),
+    Command(
+        "export", "merge a stage's adapter into a full-precision model (Hugging Face, optionally GGUF), verified",
+        "Merge the adapter into a full-precision copy of the base and save model + tokenizer + chat "
+        "template, loadable with AutoModelForCausalLM.from_pretrained(DIR). The merged model's logits on fixed "
+        "prompts are compared with the adapter model's and the export fails if they differ beyond the printed "
+        "tolerance. --format gguf also writes a GGUF file (Llama-architecture models) with the chat template and "
+        "special tokens, reads it back with transformers and compares its logits with the merged model's. "
+        "README.md in DIR is the model card: lineage, gate verdicts, metrics, data, the parity numbers.",
+        export_command,
+        (STAGE_DIR,
+         arg("--out", type=Path, required=True, help="new or empty output directory"),
+         arg("--format", choices=["hf", "gguf"], default="hf",
+             help="hf: merged Hugging Face model (default); gguf: that plus one GGUF file"),
+         arg("--force", action="store_true", help="export a stage the gate did not promote (blocked or never "
+             "gated); the model card states the verdict and the failed checks"),
+         arg("--quant", choices=["f16", "q8_0"], default="f16",
+             help="GGUF weight type: f16 (near-identical) or q8_0 (half the size, small difference)")),
+        epilog="examples:\n  alignpipe export runs/demo/sft --out exported/demo-sft\n"
+               "  alignpipe export runs/demo/rlhf --out exported/demo-rlhf-gguf --format gguf --quant q8_0",
+    ),
+    Command(
+        "check-template", "check that the chat template renders training data as generation reads it",
+        "Render a sample of the stage's training data exactly as training will and check: every assistant turn "
+        "ends with EOS (or the end-of-turn token), no BOS/EOS is doubled, the generation prompt of `generate` and "
+        "the gate is a prefix of the training rendering, and the assistant-only loss mask covers exactly the "
+        "answers. Runs by itself at the start of every stage. Exit code 2 with every problem named on failure.",
+        template_command,
+        (*RECIPE_AND_OVERRIDES, WHOSE_DATA,
+         arg("--n", type=int, default=64, help="samples to check, spread over the file (default 64)")),
+        epilog=TEMPLATE_EPILOG.format(name="check-template"),
+    ),
+    Command(
+        "show-tokens", "print rendered training samples with the trained tokens marked",
+        "Print samples of the stage's training data as the model sees them: special tokens visible, line breaks "
+        "shown as ⏎, and the tokens the loss is computed on between [[ and ]].",
+        template_command,
+        (*RECIPE_AND_OVERRIDES, WHOSE_DATA,
+         arg("--n", type=int, default=3, help="samples to show (default 3)"),
+         arg("--ids", action="store_true", help="also list every token with its id")),
+        epilog=TEMPLATE_EPILOG.format(name="show-tokens") + "\n  alignpipe show-tokens recipes/demo.yaml --n 3 --ids",
+    ),
+    Command(
+        "score", "run one scorer over a JSONL file", "Add a score to every line of a JSONL file.", None,
+        epilog="example:\n  alignpipe score reward runs/demo/rm --input pairs.jsonl --output scored.jsonl",
+        subcommands=SCORERS,
+    ),
+)
 
 
-def main(argv: list[str] | None = None) -> int:
+def add_commands(parent: argparse.ArgumentParser, commands: tuple[Command, ...], dest: str, metavar: str) -> None:
+    subparsers = parent.add_subparsers(dest=dest, required=True, metavar=metavar)
+    for command in commands:
+        epilog = command.epilog.format(gpus=", ".join(gpu_names())) if command.name == "plan" else command.epilog
+        parser = subparsers.add_parser(command.name, help=command.help, description=command.description,
+                                       epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+        for flags, options in command.arguments:
+            parser.add_argument(*flags, **options)
+        if command.subcommands:
+            add_commands(parser, command.subcommands, dest="scorer", metavar="SCORER")
+        else:
+            parser.set_defaults(func=command.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alignpipe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_commands(parser, COMMANDS, dest="command", metavar="COMMAND")
+    return parser
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse stops filling a positional list at an option: `--nproc 2 train.max_steps=3` leaves the overrides over.
@@ -420,90 +373,22 @@ def main(argv: list[str] | None = None) -> int:
         args.items += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     quiet_libraries()
     stop_cleanly_on_sigterm()
     try:
-        if args.command in ("sft", "rm", "rlhf"):
-            return run_stage(args.command, args.items, args.dry_run, args.force, args.nproc, args.break_lock)
-        elif args.command == "plan":
-            plan_recipe(args.items, args.stage, args.gpu, args.mfu, args.nproc, args.json)
-        elif args.command == "gate":
-            from alignpipe.config import regate_settings
-            from alignpipe.gate.gate import gate_stage
-            from alignpipe.runs import read_manifest
-
-            from alignpipe.runs import stage_lock
-
-            settings = regate_settings(read_manifest(args.stage_dir)["recipe"], args.overrides)
-            with stage_lock(args.stage_dir, args.break_lock):  # one writer: not while the stage or another gate runs
-                verdict = gate_stage(args.stage_dir, settings)
-            return EXIT_BLOCKED if verdict == "block" else EXIT_OK
-        elif args.command == "generate":
-            from alignpipe import models
-
-            warn_if_not_promoted(args.stage_dir)
-            model, tokenizer = models.load_for_generation(args.stage_dir)
-            print(models.generate_reply(model, tokenizer, args.prompt, args.max_new_tokens, args.temperature))
-        elif args.command == "export":
-            from alignpipe.export import export_stage
-
-            export_stage(args.stage_dir, args.out, args.format, args.quant, args.force)
-            print(f"Exported to {args.out} (model card: {args.out / 'README.md'})")
-        elif args.command in ("check-template", "show-tokens"):
-            check_template(args.command, args.items, args.stage, args.n, getattr(args, "ids", False))
-        elif args.command == "score" and args.scorer == "reward":
-            from alignpipe.reward import score_file
-
-            with line_limit(args.max_line_bytes):
-                count = score_file(args.stage_dir, args.input, args.output, args.batch_size)
-            print(f"Scored {count} lines -> {args.output}")
-        elif args.command == "score" and args.scorer == "refusal":
-            from alignpipe.gate.refusal import score_refusal_file
-
-            count = score_refusal_file(args.input, args.field, args.output)
-            print(f"Scored {count} lines -> {args.output}")
-        elif args.command == "score" and args.scorer == "capability":
-            from alignpipe.gate.capability import score_capability_file
-
-            result = score_capability_file(args.model, args.task, args.input, args.output, args.batch_size,
-                                           args.quantization, args.limit)
-            print(f"{args.task} accuracy {result['accuracy']:.3f} (95% CI {result['ci_low']:.3f}-{result['ci_high']:.3f}, "
-                  f"n={result['n']}, {result['seconds_per_item']:.3f} s/question) -> {args.output}")
-        elif args.command == "score" and args.scorer == "stereotype":
-            from alignpipe.gate.bias import score_stereotype_file
-
-            result = score_stereotype_file(args.model, args.pairs, args.output)
-            print(f"pct_stereotype {result['pct_stereotype']:.1f} (95% CI {result['ci_low']:.1f}-{result['ci_high']:.1f}, "
-                  f"n={result['n']}; 50 = unbiased) -> {args.output}")
-            for name, stats in {**result.get("by_lang", {}), **result["by_bias_type"]}.items():
-                print(f"  {name:<22}{stats['pct_stereotype']:6.1f}  [{stats['ci_low']:.1f}, {stats['ci_high']:.1f}]  "
-                      f"(n={stats['n']})")
-        elif args.command == "score":
-            from alignpipe.gate.toxicity_scorers import score_toxicity_file
-
-            with line_limit(args.max_line_bytes):
-                count = score_toxicity_file(args.input, args.field, args.output, args.model)
-            print(f"Scored {count} lines -> {args.output}")
+        with line_limit(getattr(args, "max_line_bytes", DEFAULT_MAX_LINE_BYTES)):
+            return args.func(args) or EXIT_OK
     except AlignpipeError as error:
         print(f"alignpipe: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("\nalignpipe: interrupted; run the same command again to resume from the last checkpoint.", file=sys.stderr)
         return 130
-    return EXIT_OK
-
-
-def warn_if_not_promoted(stage_dir: Path) -> None:
-    """Looking at a blocked or ungated stage is allowed (people need to), with one line saying what it is."""
-    from alignpipe.runs import MANIFEST, read_manifest
-
-    if not (stage_dir / MANIFEST).is_file():
-        return  # a merged export: its model card tells its verdicts
-    manifest = read_manifest(stage_dir)
-    if manifest.get("status") != "promoted":
-        report = (manifest.get("gate") or {}).get("report")
-        print(f"warning: {stage_dir} is {manifest.get('status')}, not promoted by the safety gate"
-              + (f" (report: {report})" if report else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ class RunConfig(Section):
     accelerate_config: str = Field(
         "ddp",
         description="Multi-process engine for --nproc N: ddp, fsdp, deepspeed-zero2, deepspeed-zero3 "
-        "(recipes/accelerate/NAME.yaml) or the path of any accelerate config file.",
+        "(alignpipe/resources/accelerate/NAME.yaml) or the path of any accelerate config file.",
     )
     break_lock: bool = Field(
         False, description="Take over a stage's lock file left by a run that is gone (killed, or on another host). "

@@ -14,18 +14,19 @@ import os
 import socket
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 from alignpipe.errors import AlignpipeError
 
-ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "recipes" / "accelerate"
 SHIPPED = ("ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3")
 
 
 def accelerate_config_file(setting: str) -> Path:
-    """`run.accelerate_config`: a shipped name (recipes/accelerate/NAME.yaml) or the path of a config file."""
+    """`run.accelerate_config`: a shipped name (alignpipe/resources/accelerate/NAME.yaml, inside the installed
+    package) or the path of a config file."""
     if setting in SHIPPED:
-        path = ACCELERATE_CONFIGS / f"{setting}.yaml"
+        path = Path(str(resources.files("alignpipe").joinpath("resources", "accelerate", f"{setting}.yaml")))
     else:
         path = Path(setting)
     if not path.is_file():

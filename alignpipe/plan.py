@@ -337,3 +337,15 @@ def format_plan(estimate: dict[str, Any], title: str) -> str:
                    "with more gradient_accumulation_steps, a shorter max_length, or 4-bit")
     lines += ["", f"Verdict: {verdict}."]
     return "\n".join(lines)
+
+
+def plan_recipe(recipe_path: str, overrides: list[str], stage: str, gpu: str, mfu: float | None, nproc: int,
+                as_json: bool) -> None:
+    """`alignpipe plan`: the estimate for one stage of a recipe, as a table or JSON."""
+    import json
+
+    from alignpipe.config import load_recipe
+
+    recipe = load_recipe(recipe_path, stage, overrides)
+    estimate = plan_stage(recipe, stage, gpu, mfu=mfu, nproc=nproc)
+    print(json.dumps(estimate, indent=2) if as_json else format_plan(estimate, f"{recipe_path} ({stage})"))

@@ -249,3 +249,24 @@ def stage_tokenizer_and_records(recipe: Any, stage: str) -> tuple[Any, list[dict
     from alignpipe.algorithms import ALGORITHMS
 
     return tokenizer, data.load_records(recipe.data.train, ALGORITHMS[recipe.rlhf.algorithm].data, recipe.data), False
+
+
+def check_or_show(command: str, recipe_path: str, overrides: list[str], stage: str, n: int, with_ids: bool) -> None:
+    """`alignpipe check-template` (every problem named, exit 2) or `alignpipe show-tokens` (samples printed)."""
+    from alignpipe.config import load_recipe
+    from alignpipe.jsonl_reader import line_limit
+
+    recipe = load_recipe(recipe_path, stage, overrides)
+    with line_limit(recipe.data.max_line_bytes):
+        tokenizer, records, assistant_only = stage_tokenizer_and_records(recipe, stage)
+    if command == "check-template":
+        checked, problems = check_records(tokenizer, records, assistant_only, limit=n)
+        if problems:
+            raise AlignpipeError(failure_report(problems, checked, str(recipe.data.train)))
+        print(f"Chat template OK on {checked} samples of {recipe.data.train} ({stage}): EOS after every assistant "
+              "turn, no doubled BOS/EOS, generation prompt a prefix of the training rendering"
+              + (", loss mask exactly on the answers." if assistant_only else "."))
+        return
+    for number, index in enumerate(sample_indices(len(records), n), start=1):
+        rendered = render_sample(tokenizer, records[index], assistant_only, with_ids)
+        print(f"--- sample {number} of {min(n, len(records))} ({recipe.data.train}, record {index}): {rendered}\n")

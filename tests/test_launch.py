@@ -48,7 +48,7 @@ def test_sft_in_two_processes_matches_one_process_with_the_same_global_batch(tin
 
 def test_overrides_may_follow_nproc_and_dry_run_names_the_accelerate_config(tiny_recipe, capsys):
     assert cli.main(["sft", str(tiny_recipe), "--nproc", "2", "run.accelerate_config=fsdp", "--dry-run"]) == 0
-    assert "recipes/accelerate/fsdp.yaml" in capsys.readouterr().out
+    assert "alignpipe/resources/accelerate/fsdp.yaml" in capsys.readouterr().out
 
 
 def test_unknown_accelerate_config_is_a_user_error(tiny_recipe, capsys):
@@ -66,3 +66,22 @@ def test_shipped_accelerate_configs_load_with_accelerate(name):
     assert config.num_machines == 1
     if name == "fsdp":
         assert config.fsdp_config["fsdp_use_orig_params"] is False  # FSDP-QLoRA needs flat parameters
+
+
+def test_the_built_wheel_carries_the_accelerate_configs(tmp_path):
+    """A pip-installed alignpipe has no checkout beside it: launch.py finds its configs inside the package."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
+    shutil.copytree(Path(__file__).resolve().parents[1], source,
+                    ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info", "exported", "tests"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(source)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("alignpipe-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"alignpipe/resources/accelerate/{name}.yaml" for name in ("ddp", "fsdp", "deepspeed-zero2",
+                                                                          "deepspeed-zero3")} <= names

@@ -10,7 +10,6 @@ its trainer in stages/rlhf.py's `build_trainer` (or a module of its own, as ppo.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
 
 # What each algorithm learns from: alignpipe.data.PURPOSES (the layouts each reads).
 PREFERENCE, UNPAIRED, PROMPTS = "pairs", "kto", "prompts"

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from alignpipe import models, runs
+from alignpipe import models, runs, stage_lock
 from alignpipe.errors import AlignpipeError
 
 # Prompts rendered as `generate` renders them (EN, JA, a follow-up turn); logits are compared at every position.
@@ -141,7 +141,7 @@ def remove_interrupted_exports(parent: Path) -> list[Path]:
     for folder in sorted(parent.glob(f".*{STAGING_MARK}*")):
         owner = STAGING_OWNER.search(folder.name)
         holder = {"pid": int(owner.group(1)), "host": owner.group(2)} if owner else {}
-        alive = runs.process_alive(holder)
+        alive = stage_lock.process_alive(holder)
         if not folder.is_dir() or alive is not False:
             why = "its export is running" if alive else ("on another host" if holder else "written by an older alignpipe")
             print(f"note: left {folder} alone, an export's staging folder ({why}); delete it once no export into "

@@ -35,8 +35,9 @@ def split_recipe_and_overrides(items: list[str]) -> tuple[str, list[str]]:
 def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: int = 1, break_lock: bool = False) -> int:
     """Recipe -> checks that need nothing loaded -> (N processes, or a dry run) -> stage -> gate -> exit code."""
     from alignpipe import runs
-    from alignpipe.config import load_recipe, missing_required_keys, recipe_as_yaml
+    from alignpipe.recipe_loading import load_recipe, missing_required_keys, recipe_as_yaml
     from alignpipe.runs import MANIFEST, is_main_process, read_manifest, stage_dir_for, world_size
+    from alignpipe.stage_lock import release_stage_locks
 
     recipe_path, overrides = split_recipe_and_overrides(items)
     flags = (["run.force=true"] if force else []) + (["run.break_lock=true"] if break_lock else [])
@@ -78,7 +79,7 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
         runs.record_failure(runs.stage_dir_for(recipe, stage), error)
         raise
     finally:
-        runs.release_stage_locks()  # the stage and its gate wrote under one lock
+        release_stage_locks()  # the stage and its gate wrote under one lock
 
 
 def print_dry_run(recipe: Recipe, nproc: int) -> None:
@@ -107,9 +108,10 @@ def gate_after_training(stage_dir: Path, enabled: bool) -> int:
 
 def regate(stage_dir: Path, overrides: list[str], break_lock: bool) -> int:
     """`alignpipe gate DIR [gate.KEY=VALUE ...]`: the stage's own gate settings with the overrides, under its lock."""
-    from alignpipe.config import regate_settings
+    from alignpipe.recipe_loading import regate_settings
     from alignpipe.gate.gate import gate_stage
-    from alignpipe.runs import read_manifest, stage_lock
+    from alignpipe.runs import read_manifest
+    from alignpipe.stage_lock import stage_lock
 
     settings = regate_settings(read_manifest(stage_dir)["recipe"], overrides)
     with stage_lock(stage_dir, break_lock):  # one writer: not while the stage or another gate runs

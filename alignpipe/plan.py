@@ -344,7 +344,7 @@ def plan_recipe(recipe_path: str, overrides: list[str], stage: str, gpu: str, mf
     """`alignpipe plan`: the estimate for one stage of a recipe, as a table or JSON."""
     import json
 
-    from alignpipe.config import load_recipe
+    from alignpipe.recipe_loading import load_recipe
 
     recipe = load_recipe(recipe_path, stage, overrides)
     estimate = plan_stage(recipe, stage, gpu, mfu=mfu, nproc=nproc)

@@ -8,22 +8,18 @@ when training finished; the gate then turns `trained` into `promoted` or `blocke
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import os
-import platform
 import shutil
-import socket
-import subprocess
 import tempfile
-from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
+from alignpipe.provenance import base_lineage, git_commit, library_versions, now
+from alignpipe.stage_lock import LOCK, held_by_this_process, lock_refusal, process_alive, read_lock, take_stage_lock
 
 FINISHED_STATUSES = ("trained", "promoted", "blocked")
 MANIFEST = "manifest.json"
@@ -92,108 +88,9 @@ def open_stage_dir(recipe: Recipe, stage: str) -> tuple[Path, Path | None]:
     return stage_dir, None
 
 
-# One writer per stage: a lock file in the stage directory, created atomically (O_EXCL), holding who took it.
-LOCK = "alignpipe.lock"
-_held_locks: set[Path] = set()
-
-
-def take_stage_lock(stage_dir: Path, break_stale: bool = False) -> None:
-    """Take the stage's lock or refuse, naming the holder. A lock this process holds already is kept.
-
-    A lock whose process is gone (killed: a clean exit or an error releases it) is stale: reported, and taken over
-    only with --break-lock (run.break_lock=true), never silently. So is one from another host, which cannot be checked.
-    """
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    lock = stage_dir / LOCK
-    if lock.resolve() in _held_locks:
-        return
-    try:
-        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        holder = read_lock(lock)
-        if process_alive(holder) or not break_stale:
-            raise AlignpipeError(lock_refusal(stage_dir, holder)) from None
-        print(f"warning: --break-lock: taking over the lock of {describe_holder(holder)} on {stage_dir}.", flush=True)
-        lock.unlink(missing_ok=True)
-        handle = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(this_process(), out)
-    if not _held_locks:
-        atexit.register(release_stage_locks)
-    _held_locks.add(lock.resolve())
-
-
-def release_stage_locks() -> None:
-    """Remove the lock files this process holds (at the end of a command, and at exit)."""
-    for lock in list(_held_locks):
-        if read_lock(lock).get("pid") == os.getpid():
-            lock.unlink(missing_ok=True)
-        _held_locks.discard(lock)
-
-
-@contextlib.contextmanager
-def stage_lock(stage_dir: Path, break_stale: bool = False) -> Iterator[None]:
-    """Hold the stage's lock for a block that writes into a finished stage (re-running its gate)."""
-    take_stage_lock(stage_dir, break_stale)
-    try:
-        yield
-    finally:
-        release_stage_locks()
-
-
-def this_process() -> dict[str, Any]:
-    import psutil  # accelerate's dependency
-
-    process = psutil.Process()
-    return {"pid": process.pid, "host": socket.gethostname(), "process_started": process.create_time(),
-            "started_at": now(), "command": " ".join(process.cmdline())[:500]}
-
-
-def read_lock(lock: Path) -> dict[str, Any]:
-    try:
-        holder = json.loads(lock.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # gone meanwhile, or being written this very moment
-        return {}
-    return holder if isinstance(holder, dict) else {}
-
-
-def process_alive(holder: dict[str, Any]) -> bool | None:
-    """Whether the process {"pid", "host", "process_started"} runs: True or False on this host (a pid reused by a
-    later process counts as gone), None when it cannot be told (another host, or no pid)."""
-    import psutil
-
-    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
-        return None
-    try:
-        started = psutil.Process(holder["pid"]).create_time()
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # another user's process: it exists
-        return True
-    return abs(started - holder.get("process_started", started)) < 1.0
-
-
-def describe_holder(holder: dict[str, Any]) -> str:
-    if not holder:
-        return "a process that is writing the lock file right now (or left it empty)"
-    return f"pid {holder.get('pid')} on {holder.get('host')} (since {holder.get('started_at')}: {holder.get('command')})"
-
-
-def lock_refusal(stage_dir: Path, holder: dict[str, Any]) -> str:
-    alive = process_alive(holder)
-    where = f"{stage_dir} is locked by {describe_holder(holder)}"
-    if alive:
-        return f"{where}, which is still running: one writer per stage. Wait for it, stop it, or pick another run.name."
-    if alive is False:
-        return (f"{where}, which is no longer running (it was killed). Check that nothing else uses the directory, then "
-                "run again with --break-lock (run.break_lock=true) to take the lock over and resume.")
-    return (f"{where}, which cannot be checked from this host. If that run is gone, run again with --break-lock "
-            "(run.break_lock=true).")
-
-
 def record_failure(stage_dir: Path, error: BaseException) -> None:
     """A stage this process holds that is still `running` after an error becomes `failed`, with the message."""
-    if (stage_dir / LOCK).resolve() not in _held_locks or not (stage_dir / MANIFEST).is_file():
+    if not held_by_this_process(stage_dir / LOCK) or not (stage_dir / MANIFEST).is_file():
         return  # not ours: another run's stage is never touched
     if read_manifest(stage_dir).get("status") == "running":
         update_manifest(stage_dir, status="failed", error=f"{type(error).__name__}: {error}", finished_at=now())
@@ -202,7 +99,7 @@ def record_failure(stage_dir: Path, error: BaseException) -> None:
 def refuse_finished(stage_dir: Path) -> None:
     """Refuse a finished stage, or one a live process is writing (checked early: the lock itself comes later)."""
     lock = stage_dir / LOCK
-    if is_main_process() and lock.is_file() and lock.resolve() not in _held_locks and process_alive(read_lock(lock)):
+    if is_main_process() and lock.is_file() and not held_by_this_process(lock) and process_alive(read_lock(lock)):
         raise AlignpipeError(lock_refusal(stage_dir, read_lock(lock)))
     if not (stage_dir / MANIFEST).is_file():
         return
@@ -234,7 +131,7 @@ def resolve_parent(recipe: Recipe, stage: str, parent_setting: str) -> Path | No
     else:
         candidate = Path(parent_setting)
     manifest = read_manifest(candidate)
-    kind, status = manifest.get("stage"), manifest.get("status")
+    kind = manifest.get("stage")
     if kind not in ALLOWED_PARENTS[stage]:
         allowed = " or ".join(ALLOWED_PARENTS[stage]) or "nothing (it starts from the base model)"
         raise AlignpipeError(f"A {stage} stage cannot start from {candidate}, a {kind} stage; it builds on {allowed}.")
@@ -437,68 +334,6 @@ def new_manifest(
         "started_at": previous.get("started_at") or now(),
         "finished_at": None,
     }
-
-
-def base_lineage(base: str) -> dict[str, Any]:
-    """Exactly which weights `model.base` named, for the manifest: a hub id with the commit it resolved to in the
-    local hub cache, or a local folder with the sha256 of its weights (of the index, for sharded weights)."""
-    from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
-
-    path = embedded_model_dir() if base == EMBEDDED_NAME else Path(base)  # checked by models.resolve_base already
-    if not path.is_dir():
-        return {"source": "hub", "id": base, "revision": hub_revision(base, "model")}
-    from alignpipe.data import file_sha256
-
-    names = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
-    weights = next((path / name for name in names if (path / name).is_file()), None)
-    return {"source": "embedded" if base == EMBEDDED_NAME else "local", "path": str(path.resolve()),
-            "weights_file": weights.name if weights else None,
-            "weights_sha256": file_sha256(weights) if weights else None}
-
-
-def hub_revision(repo_id: str, repo_type: str) -> str | None:
-    """The commit hash the hub cache resolves `main` to for a model or dataset repo (None when it is not cached).
-    Read from the cache's refs, offline: what from_pretrained / load_dataset loaded without a revision."""
-    from huggingface_hub import constants
-    from huggingface_hub.file_download import repo_folder_name
-
-    ref = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=repo_id, repo_type=repo_type) / "refs" / "main"
-    return ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
-
-
-def data_lineage(path: str) -> dict[str, Any]:
-    """A data file with its sha256, or a hub dataset id with the commit the local hub cache resolves it to."""
-    from alignpipe.data import file_sha256
-
-    if Path(path).is_file():
-        return {"path": path, "sha256": file_sha256(path)}
-    return {"path": path, "sha256": None, "hub_revision": hub_revision(path, "dataset")}
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version()}
-    for package in ("torch", "transformers", "peft", "trl", "bitsandbytes", "alignpipe"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
-
-
-def git_commit() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None
 
 
 def start_stage(

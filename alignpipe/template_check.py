@@ -253,7 +253,7 @@ def stage_tokenizer_and_records(recipe: Any, stage: str) -> tuple[Any, list[dict
 
 def check_or_show(command: str, recipe_path: str, overrides: list[str], stage: str, n: int, with_ids: bool) -> None:
     """`alignpipe check-template` (every problem named, exit 2) or `alignpipe show-tokens` (samples printed)."""
-    from alignpipe.config import load_recipe
+    from alignpipe.recipe_loading import load_recipe
     from alignpipe.jsonl_reader import line_limit
 
     recipe = load_recipe(recipe_path, stage, overrides)

@@ -151,7 +151,7 @@ def gpu_figures(task: str, summary: dict[str, Any], settings: dict[str, Any]) ->
     """Tokens/s (mean tokenized row length x batch / s per step), peak allocated memory, and MFU by plan's FLOPs."""
     import torch
 
-    from alignpipe.config import load_recipe
+    from alignpipe.recipe_loading import load_recipe
     from alignpipe.plan import GPUS, plan_stage
 
     tokens_per_step = settings["batch_size"] * mean_row_tokens(task, settings)
@@ -243,7 +243,7 @@ rm: {{parent: none}}
 def machine() -> dict[str, Any]:
     import torch
 
-    from alignpipe.runs import library_versions
+    from alignpipe.provenance import library_versions
 
     return {
         "platform": platform.platform(),

@@ -34,7 +34,7 @@ def worker(folder: str, overrides: list[str]) -> None:
 
     from alignpipe import models
     from alignpipe.cli import quiet_libraries
-    from alignpipe.config import load_recipe
+    from alignpipe.recipe_loading import load_recipe
     from alignpipe.stages import sft
 
     quiet_libraries()
@@ -56,8 +56,8 @@ def worker(folder: str, overrides: list[str]) -> None:
 
 
 def main() -> None:
-    from alignpipe.config import load_recipe
-    from alignpipe.plan import CUDA_OVERHEAD_GIB, GIB, plan_stage
+    from alignpipe.recipe_loading import load_recipe
+    from alignpipe.plan import GIB, plan_stage
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

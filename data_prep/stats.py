@@ -27,7 +27,7 @@ def load_stats_tokenizer(tokenizer_path: str | None, recipe_path: str | None) ->
 
     if tokenizer_path is not None:
         return load_tokenizer(tokenizer_path), None
-    from alignpipe.config import load_recipe
+    from alignpipe.recipe_loading import load_recipe
 
     recipe = load_recipe(recipe_path or "recipes/demo.yaml", "sft", [])
     return load_tokenizer(resolve_base(recipe.model.base), recipe.model.chat_template), recipe.train.max_length

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from alignpipe.config import STAGES, Recipe, load_recipe, valid_key_paths
+from alignpipe.config import STAGES, Recipe
+from alignpipe.recipe_loading import load_recipe, valid_key_paths
 from alignpipe.errors import AlignpipeError
 
 RECIPE_ROOT = Path(__file__).parents[1] / "recipes"

@@ -12,7 +12,7 @@ import sys
 import psutil
 import pytest
 
-from alignpipe import models, runs
+from alignpipe import models, provenance, runs, stage_lock
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
 
@@ -23,7 +23,7 @@ def recipe_in(folder, name: str = "r", **run) -> Recipe:
 
 def write_lock(stage_dir, **holder) -> None:
     stage_dir.mkdir(parents=True, exist_ok=True)
-    (stage_dir / runs.LOCK).write_text(json.dumps(holder))
+    (stage_dir / stage_lock.LOCK).write_text(json.dumps(holder))
 
 
 def dead_pid() -> int:
@@ -48,7 +48,7 @@ def test_a_stage_directory_never_resolves_outside_the_output_root(tmp_path):
         with pytest.raises(AlignpipeError, match=r"checkpoints links to .*elsewhere, outside run.output_root"):
             runs.open_stage_dir(recipe, "sft")
     finally:
-        runs.release_stage_locks()
+        stage_lock.release_stage_locks()
 
 
 def test_the_output_root_must_be_a_directory_or_creatable(tmp_path):
@@ -63,14 +63,14 @@ def test_the_output_root_must_be_a_directory_or_creatable(tmp_path):
 
 def test_the_lock_names_its_holder_and_is_released(tmp_path):
     stage_dir = tmp_path / "runs" / "r" / "sft"
-    runs.take_stage_lock(stage_dir)
+    stage_lock.take_stage_lock(stage_dir)
     try:
-        holder = json.loads((stage_dir / runs.LOCK).read_text())
+        holder = json.loads((stage_dir / stage_lock.LOCK).read_text())
         assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname() and holder["started_at"]
-        runs.take_stage_lock(stage_dir)  # this process holds it already: kept, not refused
+        stage_lock.take_stage_lock(stage_dir)  # this process holds it already: kept, not refused
     finally:
-        runs.release_stage_locks()
-    assert not (stage_dir / runs.LOCK).exists()
+        stage_lock.release_stage_locks()
+    assert not (stage_dir / stage_lock.LOCK).exists()
 
 
 def test_a_live_holder_is_refused_even_with_break_lock(tmp_path):
@@ -80,10 +80,10 @@ def test_a_live_holder_is_refused_even_with_break_lock(tmp_path):
                started_at="then", command="alignpipe sft")
     for break_stale in (False, True):
         with pytest.raises(AlignpipeError, match=rf"locked by pid {parent.pid} .*still running: one writer per stage"):
-            runs.take_stage_lock(stage_dir, break_stale)
+            stage_lock.take_stage_lock(stage_dir, break_stale)
     with pytest.raises(AlignpipeError, match="still running"):  # the early check at the start of a stage, too
         runs.refuse_finished(stage_dir)
-    assert json.loads((stage_dir / runs.LOCK).read_text())["pid"] == parent.pid  # untouched
+    assert json.loads((stage_dir / stage_lock.LOCK).read_text())["pid"] == parent.pid  # untouched
 
 
 def test_a_stale_lock_is_reported_and_broken_only_when_asked(tmp_path, capsys):
@@ -91,25 +91,25 @@ def test_a_stale_lock_is_reported_and_broken_only_when_asked(tmp_path, capsys):
     pid = dead_pid()
     write_lock(stage_dir, pid=pid, host=socket.gethostname(), process_started=0.0, started_at="then", command="x")
     with pytest.raises(AlignpipeError, match=rf"pid {pid} .*no longer running.*--break-lock"):
-        runs.take_stage_lock(stage_dir)
+        stage_lock.take_stage_lock(stage_dir)
     runs.refuse_finished(stage_dir)  # a dead holder does not stop the early check: the lock itself decides
     try:
-        runs.take_stage_lock(stage_dir, break_stale=True)
+        stage_lock.take_stage_lock(stage_dir, break_stale=True)
         assert f"taking over the lock of pid {pid}" in capsys.readouterr().out
-        assert json.loads((stage_dir / runs.LOCK).read_text())["pid"] == os.getpid()
+        assert json.loads((stage_dir / stage_lock.LOCK).read_text())["pid"] == os.getpid()
     finally:
-        runs.release_stage_locks()
+        stage_lock.release_stage_locks()
 
 
 def test_a_reused_pid_and_another_host_count_as_not_running_here(tmp_path):
     me = psutil.Process()
-    assert runs.process_alive({"pid": me.pid, "host": socket.gethostname(), "process_started": me.create_time()})
-    assert runs.process_alive({"pid": me.pid, "host": socket.gethostname(), "process_started": 1.0}) is False
-    assert runs.process_alive({"pid": me.pid, "host": "other-host"}) is None
+    assert stage_lock.process_alive({"pid": me.pid, "host": socket.gethostname(), "process_started": me.create_time()})
+    assert stage_lock.process_alive({"pid": me.pid, "host": socket.gethostname(), "process_started": 1.0}) is False
+    assert stage_lock.process_alive({"pid": me.pid, "host": "other-host"}) is None
     stage_dir = tmp_path / "runs" / "r" / "sft"
     write_lock(stage_dir, pid=me.pid, host="other-host", started_at="then", command="x")
     with pytest.raises(AlignpipeError, match="cannot be checked from this host"):
-        runs.take_stage_lock(stage_dir)
+        stage_lock.take_stage_lock(stage_dir)
 
 
 def test_moving_an_interrupted_stage_aside_keeps_the_lock_in_place(tmp_path, capsys):
@@ -119,11 +119,11 @@ def test_moving_an_interrupted_stage_aside_keeps_the_lock_in_place(tmp_path, cap
     (stage_dir / "manifest.json").write_text(json.dumps({"stage": "sft", "status": "running"}))
     try:
         assert runs.open_stage_dir(recipe, "sft") == (stage_dir, None)
-        assert [path.name for path in stage_dir.iterdir()] == [runs.LOCK]
+        assert [path.name for path in stage_dir.iterdir()] == [stage_lock.LOCK]
         (aside,) = [path for path in stage_dir.parent.iterdir() if path.name.startswith("sft.interrupted-")]
         assert sorted(path.name for path in aside.iterdir()) == ["checkpoints", "manifest.json"]
     finally:
-        runs.release_stage_locks()
+        stage_lock.release_stage_locks()
 
 
 def test_a_failure_marks_only_a_stage_this_process_holds(tmp_path):
@@ -132,11 +132,11 @@ def test_a_failure_marks_only_a_stage_this_process_holds(tmp_path):
     runs.write_manifest(stage_dir, {"stage": "sft", "status": "running"})
     runs.record_failure(stage_dir, ValueError("not ours"))
     assert runs.read_manifest(stage_dir)["status"] == "running"
-    runs.take_stage_lock(stage_dir)
+    stage_lock.take_stage_lock(stage_dir)
     try:
         runs.record_failure(stage_dir, ValueError("optimizer exploded"))
     finally:
-        runs.release_stage_locks()
+        stage_lock.release_stage_locks()
     manifest = runs.read_manifest(stage_dir)
     assert manifest["status"] == "failed" and manifest["error"] == "ValueError: optimizer exploded"
 
@@ -161,7 +161,7 @@ def _umask() -> int:
 
 
 def test_lineage_of_a_local_base_and_of_a_hub_id(tmp_path, tiny_model_dir, monkeypatch):
-    lineage = runs.base_lineage(str(tiny_model_dir))
+    lineage = provenance.base_lineage(str(tiny_model_dir))
     weights = tiny_model_dir / "model.safetensors"
     assert lineage["source"] == "local" and lineage["weights_file"] == "model.safetensors"
     assert lineage["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -172,12 +172,12 @@ def test_lineage_of_a_local_base_and_of_a_hub_id(tmp_path, tiny_model_dir, monke
     refs = tmp_path / "hub" / "models--org--model" / "refs"
     refs.mkdir(parents=True)
     (refs / "main").write_text("0123abcd" * 5)
-    assert runs.base_lineage("org/model") == {"source": "hub", "id": "org/model", "revision": "0123abcd" * 5}
-    assert runs.base_lineage("org/not-cached")["revision"] is None
+    assert provenance.base_lineage("org/model") == {"source": "hub", "id": "org/model", "revision": "0123abcd" * 5}
+    assert provenance.base_lineage("org/not-cached")["revision"] is None
     dataset_refs = tmp_path / "hub" / "datasets--org--pairs" / "refs"
     dataset_refs.mkdir(parents=True)
     (dataset_refs / "main").write_text("feed" * 10)
-    assert runs.data_lineage("org/pairs") == {"path": "org/pairs", "sha256": None, "hub_revision": "feed" * 10}
+    assert provenance.data_lineage("org/pairs") == {"path": "org/pairs", "sha256": None, "hub_revision": "feed" * 10}
 
 
 def test_a_base_that_is_no_model_says_what_is_wrong(tmp_path):

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from alignpipe import runs
-from alignpipe.config import GateConfig, Recipe, changed_settings
+from alignpipe.config import GateConfig, Recipe
+from alignpipe.recipe_loading import changed_settings
 from alignpipe.errors import AlignpipeError
 from alignpipe.gate import checks, rm_checks
 from alignpipe.gate.decision import Check, overall_verdict

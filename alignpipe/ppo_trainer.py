@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import torch
 
-from alignpipe import models, runs
+from alignpipe import runs
 from alignpipe.algorithms import ALGORITHMS
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
@@ -60,7 +60,7 @@ def build_trainer(recipe: Recipe, model: Any, tokenizer: Any, stage_dir: Path, t
     keep_reference_adapter(model)
     value_head = add_critic(model, recipe.rlhf.ppo.critic_init, reward_model)
     model.set_adapter(POLICY)
-    if models.uses_gradient_checkpointing(recipe.model):
+    if recipe.model.uses_gradient_checkpointing():
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     prompts = [record["prompt"] for record in train_records]
     return PPOTrainer(model, value_head, tokenizer, prompts, reward_functions, reward_weights, recipe, stage_dir)

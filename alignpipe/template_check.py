@@ -6,7 +6,7 @@
 A model that behaves differently after training usually learned from a rendering that differs from the one it
 is prompted with: an assistant turn without EOS (it never learns to stop), a doubled BOS, a generation prompt
 that is not how training text continues, or a loss mask that misses or overshoots the answer. Each sample of the
-recipe's data is rendered exactly as training renders it (`data.tokenize_sft`, `data.assistant_turn_renderings`)
+recipe's data is rendered exactly as training renders it (`sft_tokens.tokenize_sft`, `sft_tokens.assistant_turn_renderings`)
 and checked for those four problems; every problem is reported with its sample and the offending tokens.
 """
 
@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from alignpipe import data
+from alignpipe import data, sft_tokens
 from alignpipe.errors import AlignpipeError
 
 # Tokens that end a turn in widely used templates (ChatML, Llama 3, Gemma, Phi-3, GPT-2 style, Llama 2). A turn
@@ -97,8 +97,8 @@ def conversations_of(record: dict[str, Any]) -> list[list[dict[str, str]]]:
 
 
 def check_text(tokenizer: Any, text: str) -> list[tuple[str, str]]:
-    """Raw text is trained with EOS appended (data.tokenize_sft_record): it must end with exactly one."""
-    ids = data.tokenize_sft_record({"text": text}, tokenizer, False)["input_ids"]
+    """Raw text is trained with EOS appended (sft_tokens.tokenize_sft_record): it must end with exactly one."""
+    ids = sft_tokens.tokenize_sft_record({"text": text}, tokenizer, False)["input_ids"]
     return doubled_special_tokens(tokenizer, ids, "the training text")
 
 
@@ -113,7 +113,7 @@ def check_conversation(tokenizer: Any, messages: list[dict[str, str]], assistant
     found = doubled_special_tokens(tokenizer, ids, "the training rendering")
 
     spans = []
-    turns = data.assistant_turn_renderings(messages, tokenizer)
+    turns = sft_tokens.assistant_turn_renderings(messages, tokenizer)
     assistant_messages = [message for message in messages if message["role"] == "assistant"]
     for number, ((before, through), message) in enumerate(zip(turns, assistant_messages), start=1):
         if not (full_text.startswith(before) and full_text.startswith(through) and through.startswith(before)):
@@ -174,7 +174,7 @@ def loss_mask_problems(
 ) -> list[tuple[str, str]]:
     """The mask training uses must cover exactly the tokens of each assistant turn, end-of-turn token included."""
     found = []
-    row = data.tokenize_sft_record({"messages": messages}, tokenizer, True)
+    row = sft_tokens.tokenize_sft_record({"messages": messages}, tokenizer, True)
     mask, ids = row["assistant_masks"], row["input_ids"]
     for number, (start, end, content) in enumerate(spans, start=1):
         inside = [i for i, (a, b) in enumerate(offsets) if start <= a and b <= end and b > a]
@@ -206,7 +206,7 @@ def show(tokenizer: Any, ids: list[int]) -> str:
 def render_sample(tokenizer: Any, record: dict[str, Any], assistant_only_loss: bool, with_ids: bool) -> str:
     """The training rendering of one record with its trained tokens between [[ and ]] (all of them, without an
     assistant-only mask), newlines shown as a visible ⏎ before the line break."""
-    row = data.tokenize_sft_record(record if "messages" in record or "text" in record
+    row = sft_tokens.tokenize_sft_record(record if "messages" in record or "text" in record
                                    else {"messages": conversations_of(record)[0]}, tokenizer, assistant_only_loss)
     ids, mask = row["input_ids"], row.get("assistant_masks", [1] * len(row["input_ids"]))
     colour = sys.stdout.isatty()

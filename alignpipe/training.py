@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from alignpipe import models, runs
+from alignpipe import runs
 
 if TYPE_CHECKING:  # config imports this module to check a recipe's training settings
     from alignpipe.config import Recipe
@@ -36,7 +36,7 @@ def common_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -
         "max_grad_norm": train.max_grad_norm,
         "bf16": train.precision == "bf16",
         "fp16": train.precision == "fp16",
-        "gradient_checkpointing": models.uses_gradient_checkpointing(recipe.model),
+        "gradient_checkpointing": recipe.model.uses_gradient_checkpointing(),
         "save_strategy": "steps",
         "save_steps": train.save_steps,
         "save_total_limit": train.save_total_limit,

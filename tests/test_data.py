@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import write_jsonl
 
-from alignpipe import data, models
+from alignpipe import data, models, sft_tokens
 from alignpipe.config import DataConfig
 from alignpipe.errors import AlignpipeError
 
@@ -56,17 +56,17 @@ def test_assistant_mask_covers_exactly_the_assistant_turns(tiny_model_dir):
         {"role": "user", "content": "保証期間は？"},
         {"role": "assistant", "content": "2年間です。"},
     ]
-    row = data.tokenize_sft([{"messages": messages}], tokenizer, assistant_only_loss=True)[0]
+    row = sft_tokens.tokenize_sft([{"messages": messages}], tokenizer, assistant_only_loss=True)[0]
     learned = tokenizer.decode([t for t, m in zip(row["input_ids"], row["assistant_masks"]) if m])
     assert learned == "Hold Temp and Power.<|im_end|>\n2年間です。<|im_end|>\n"  # answers and their end-of-turn
 
-    full = data.tokenize_sft([{"messages": messages}], tokenizer, assistant_only_loss=False)[0]
+    full = sft_tokens.tokenize_sft([{"messages": messages}], tokenizer, assistant_only_loss=False)[0]
     assert "assistant_masks" not in full and full["input_ids"] == row["input_ids"]
 
 
 def test_text_records_end_with_eos(tiny_model_dir):
     tokenizer = models.load_tokenizer(str(tiny_model_dir))
-    row = data.tokenize_sft([{"text": "The warranty is two years."}], tokenizer, assistant_only_loss=True)[0]
+    row = sft_tokens.tokenize_sft([{"text": "The warranty is two years."}], tokenizer, assistant_only_loss=True)[0]
     assert row["input_ids"][-1] == tokenizer.eos_token_id and "assistant_masks" not in row
 
 
@@ -83,11 +83,11 @@ def test_eval_fraction_holds_out_a_seeded_split():
 def test_long_raw_text_is_cut_into_windows_not_truncated(tiny_model_dir):
     tokenizer = models.load_tokenizer(str(tiny_model_dir))
     text = "The warranty is two years. " * 20
-    whole = data.tokenize_sft_record({"text": text}, tokenizer, assistant_only_loss=True)["input_ids"]
-    windows = data.tokenize_sft([{"text": text}, {"text": "Short."}], tokenizer, True, max_length=16)["input_ids"]
+    whole = sft_tokens.tokenize_sft_record({"text": text}, tokenizer, assistant_only_loss=True)["input_ids"]
+    windows = sft_tokens.tokenize_sft([{"text": text}, {"text": "Short."}], tokenizer, True, max_length=16)["input_ids"]
     assert len(whole) > 16 and all(len(ids) <= 16 for ids in windows)
     assert [token for ids in windows[:-1] for token in ids] == whole and windows[-1][-1] == tokenizer.eos_token_id  # every token, in order
-    chat = data.tokenize_sft([GOOD], tokenizer, True, max_length=4)  # conversations are left to the trainer
+    chat = sft_tokens.tokenize_sft([GOOD], tokenizer, True, max_length=4)  # conversations are left to the trainer
     assert len(chat) == 1 and len(chat[0]["input_ids"]) > 4
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from alignpipe import cli, data, template_check
+from alignpipe import cli, data, sft_tokens, template_check
 from conftest import CHATML_TEMPLATE, build_tokenizer, support_conversations
 
 REPO = Path(__file__).parents[1]
@@ -56,7 +56,7 @@ def test_a_broken_template_fails_naming_the_problem_and_the_stage_stops_before_t
 
 def test_a_loss_mask_that_misses_the_end_of_turn_is_caught(monkeypatch):
     tokenizer = build_tokenizer()
-    real = data.tokenize_sft_record
+    real = sft_tokens.tokenize_sft_record
 
     def mask_one_short(record, tokenizer, assistant_only_loss):
         row = real(record, tokenizer, assistant_only_loss)
@@ -67,7 +67,7 @@ def test_a_loss_mask_that_misses_the_end_of_turn_is_caught(monkeypatch):
 
     records = support_conversations(4)
     assert template_check.check_records(tokenizer, records, True) == (4, [])
-    monkeypatch.setattr(data, "tokenize_sft_record", mask_one_short)
+    monkeypatch.setattr(sft_tokens, "tokenize_sft_record", mask_one_short)
     checked, problems = template_check.check_records(tokenizer, records, True)
     assert {problem.check for problem in problems} == {"loss_mask"}
     assert "answer tokens not trained: '\\n'" in problems[0].message

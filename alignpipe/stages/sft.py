@@ -14,7 +14,7 @@ from pathlib import Path
 
 from trl import SFTConfig, SFTTrainer
 
-from alignpipe import data, models, runs, template_check
+from alignpipe import data, models, runs, sft_tokens, template_check
 from alignpipe.config import Recipe
 from alignpipe.training import (TORCH_DTYPES, common_training_arguments, keep_trainable_weights_in_run_precision,
                                 train_and_record)
@@ -32,8 +32,8 @@ def run(recipe: Recipe) -> Path:
     assistant_only = recipe.sft.assistant_only_loss and "messages" in train_records[0]
     template_check.preflight(tokenizer, train_records, assistant_only, source=str(recipe.data.train))
     max_length = recipe.train.max_length
-    train_dataset = data.tokenize_sft(train_records, tokenizer, assistant_only, max_length)
-    eval_dataset = data.tokenize_sft(eval_records, tokenizer, assistant_only, max_length) if len(eval_records) else None
+    train_dataset = sft_tokens.tokenize_sft(train_records, tokenizer, assistant_only, max_length)
+    eval_dataset = sft_tokens.tokenize_sft(eval_records, tokenizer, assistant_only, max_length) if len(eval_records) else None
     print(f"Data: {len(train_dataset)} training and {len(eval_records)} held-out examples", flush=True)
 
     model = models.load_causal_lm(base_path, recipe.model, dtype=TORCH_DTYPES[recipe.train.precision])
@@ -72,7 +72,7 @@ def run(recipe: Recipe) -> Path:
 
 
 def sft_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -> SFTConfig:
-    # The dataset arrives tokenized, with our own assistant mask (see data.tokenize_sft).
+    # The dataset arrives tokenized, with our own assistant mask (see sft_tokens.tokenize_sft).
     return SFTConfig(
         **common_training_arguments(recipe, stage_dir, has_eval),
         packing=recipe.sft.packing,

@@ -96,7 +96,7 @@ def print_dry_run(recipe: Recipe, nproc: int) -> None:
 def gate_after_training(stage_dir: Path, enabled: bool) -> int:
     """The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own."""
     from alignpipe.gate.gate import gate_stage
-    from alignpipe.runs import record_gate_skipped
+    from alignpipe.gate_standing import record_gate_skipped
 
     if not enabled:
         record_gate_skipped(stage_dir)

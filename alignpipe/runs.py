@@ -8,21 +8,30 @@ when training finished; the gate then turns `trained` into `promoted` or `blocke
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import shutil
-import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
+from alignpipe.gate_standing import parent_standing, require_promoted
+from alignpipe.manifests import (  # noqa: F401  (re-exported: runs is where callers find a run's files)
+    MANIFEST,
+    normalize_modes,
+    read_manifest,
+    update_manifest,
+    write_manifest,
+)
 from alignpipe.provenance import base_lineage, git_commit, library_versions, now
+from alignpipe.ranks import is_main_process, process_rank, wait_for_everyone, world_size  # noqa: F401  (re-exported)
 from alignpipe.stage_lock import LOCK, held_by_this_process, lock_refusal, process_alive, read_lock, take_stage_lock
 
 FINISHED_STATUSES = ("trained", "promoted", "blocked")
-MANIFEST = "manifest.json"
 
 
 def stage_dir_for(recipe: Recipe, stage: str) -> Path:
@@ -139,91 +148,6 @@ def resolve_parent(recipe: Recipe, stage: str, parent_setting: str) -> Path | No
     return candidate
 
 
-def require_promoted(recipe: Recipe, stage_dir: Path, manifest: dict[str, Any], user: str) -> None:
-    """Refuse a stage the gate did not promote, unless forced: then warn (the new manifest records it)."""
-    status = manifest.get("status")
-    if status == "promoted":
-        return
-    report = (manifest.get("gate") or {}).get("report")
-    if status == "blocked":
-        why = f"was blocked by the safety gate (report: {report})"
-    elif status == "trained":
-        why = (f"was trained with the safety gate off (verdict skipped), so it was never checked; gate it with "
-               f"`alignpipe gate {stage_dir}`")
-    else:
-        raise AlignpipeError(f"{stage_dir} is not a finished, promoted stage (status {status}); finish it first.")
-    if not recipe.run.force:
-        raise AlignpipeError(f"{stage_dir} {why}, so {user} does not build on it. Read the report, re-gate with other "
-                             f"thresholds (alignpipe gate {stage_dir} gate.KEY=VALUE), or pass --force to build on it "
-                             "anyway (recorded in the manifest).")
-    print(f"WARNING: --force: building on {stage_dir}, which {why}.", flush=True)
-
-
-def forced_over(stages: list[Path | None]) -> list[dict[str, Any]]:
-    """The stages this one builds on that the gate did not promote (recorded as `forced_over`)."""
-    unpromoted = []
-    for stage_dir in stages:
-        if stage_dir is not None and read_manifest(stage_dir).get("status") != "promoted":
-            manifest = read_manifest(stage_dir)
-            unpromoted.append({"stage": str(stage_dir), "status": manifest.get("status"),
-                               "report": (manifest.get("gate") or {}).get("report")})
-    return unpromoted
-
-
-def lineage_exceptions(stages: list[Path | None]) -> list[dict[str, Any]]:
-    """Every exception to the gate's word behind the stages this one builds on, back to the base model.
-
-    Each parent's own inherited list, then the parent itself when it was built on by force (not promoted), or
-    promoted by a re-gate with settings other than its recipe's (overridden).
-    """
-    exceptions: list[dict[str, Any]] = []
-    for stage_dir in stages:
-        if stage_dir is None:
-            continue
-        manifest = read_manifest(stage_dir)
-        gate = manifest.get("gate") or {}
-        exceptions += [entry for entry in manifest.get("lineage_exceptions", []) if entry not in exceptions]
-        if manifest.get("status") != "promoted":
-            exceptions.append({"stage": str(stage_dir), "exception": "forced", "status": manifest.get("status"),
-                               "verdict": gate.get("verdict"), "report": gate.get("report")})
-        if gate.get("overridden"):
-            exceptions.append({"stage": str(stage_dir), "exception": "overridden", "verdict": gate.get("verdict"),
-                               "settings_changed": gate.get("settings_changed"), "report": gate.get("report")})
-    return exceptions
-
-
-def parent_standing(stages: list[Path | None]) -> dict[str, Any]:
-    """`forced`, `forced_over` and `lineage_exceptions` of a new manifest built on `stages`."""
-    unpromoted = forced_over(stages)
-    return {"forced": bool(unpromoted), "forced_over": unpromoted, "lineage_exceptions": lineage_exceptions(stages)}
-
-
-def record_gate_run(stage_dir: Path, verdict: str, latest: Path, numbered: Path, changed: dict[str, Any],
-                    seconds: float) -> str:
-    """Append a gate run to `gate.history`, set the verdict in force and the status; return the status."""
-    manifest = read_manifest(stage_dir)
-    gate = manifest.get("gate") or {}
-    history = gate.get("history", []) + [{"verdict": verdict, "report": str(numbered), "settings_changed": changed,
-                                           "at": now()}]
-    status = "blocked" if verdict == "block" else "promoted"
-    manifest["status"] = status
-    # `overridden` is about the verdict in force: it was reached with settings other than the recipe's.
-    manifest["gate"] = {"verdict": verdict, "report": str(latest), "seconds": seconds, "overridden": bool(changed),
-                        "settings_changed": changed, "history": history}
-    write_manifest(stage_dir, manifest)
-    return status
-
-
-def record_gate_skipped(stage_dir: Path) -> None:
-    """gate.enabled=false: the stage stays `trained`, with verdict `skipped`; a child needs --force."""
-    manifest = read_manifest(stage_dir)
-    history = (manifest.get("gate") or {}).get("history", [])
-    history.append({"verdict": "skipped", "report": None, "settings_changed": {}, "at": now()})
-    manifest["gate"] = {"verdict": "skipped", "report": None, "overridden": False, "settings_changed": {},
-                        "history": history}
-    write_manifest(stage_dir, manifest)
-
-
 def resolve_reward_model(recipe: Recipe, setting: str, required_by: str | None) -> Path | None:
     """The finished rm stage that rewards (or measures) RLHF, or None when none is wanted or, if optional, found.
 
@@ -262,54 +186,6 @@ def last_checkpoint(stage_dir: Path) -> Path | None:
     return Path(found) if found else None
 
 
-def read_manifest(stage_dir: Path) -> dict[str, Any]:
-    path = Path(stage_dir) / MANIFEST
-    if not path.is_file():
-        raise AlignpipeError(f"{stage_dir} is not a stage directory: {path} is missing.")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise AlignpipeError(f"{path} is not valid JSON ({error.msg}); the run directory is damaged.") from None
-
-
-def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:
-    """Atomic: write a temporary file beside it, then rename, so a crash never leaves half a manifest.
-
-    Under --nproc only rank 0 writes; the other ranks compute the same metrics and keep them to themselves.
-    """
-    if not is_main_process():
-        return
-    handle, temp_path = tempfile.mkstemp(dir=stage_dir, prefix=".manifest.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        json.dump(manifest, out, indent=2, ensure_ascii=False)
-        out.write("\n")
-    os.chmod(temp_path, default_mode())  # mkstemp's is 0600: a group that can see the run could not read it
-    os.replace(temp_path, stage_dir / MANIFEST)
-
-
-def default_mode(directory: bool = False) -> int:
-    """The mode open() and mkdir() give under the user's umask: 0644 and 0755 with the usual umask 022."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return (0o777 if directory else 0o666) & ~umask
-
-
-def normalize_modes(folder: Path) -> None:
-    """Give every file and folder under `folder` the default mode: some writers (mkstemp, the safetensors shard
-    writer of transformers 5) leave files 0600 among 0644 ones."""
-    file_mode, folder_mode = default_mode(), default_mode(directory=True)
-    for path in [folder, *folder.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(folder_mode if path.is_dir() else file_mode)
-
-
-def update_manifest(stage_dir: Path, **fields: Any) -> dict[str, Any]:
-    manifest = read_manifest(stage_dir)
-    manifest.update(fields)
-    write_manifest(stage_dir, manifest)
-    return manifest
-
-
 def new_manifest(
     stage: str, recipe: Recipe, parent: Path | None, data_lineage: dict[str, Any], previous: dict[str, Any]
 ) -> dict[str, Any]:
@@ -336,13 +212,30 @@ def new_manifest(
     }
 
 
-def start_stage(
-    recipe: Recipe, stage: str, parent: Path | None, data_lineage: dict[str, Any]
-) -> tuple[Path, Path | None, dict[str, Any]]:
-    """Open the stage directory and write its `running` manifest; a resumed stage keeps its earlier metrics.
+@dataclass
+class StageRun:
+    """An open stage: where it writes, the checkpoint it resumes from, its manifest (metrics gathered in place), and
+    the trainer's log, which the stage hands over for the curves."""
+
+    dir: Path
+    resume_checkpoint: Path | None
+    manifest: dict[str, Any]
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.manifest["metrics"]
+
+
+@contextlib.contextmanager
+def stage_run(recipe: Recipe, stage: str, parent: Path | None, data_lineage: dict[str, Any], title: str,
+              **manifest_fields: Any) -> Iterator[StageRun]:
+    """Every stage's lifecycle: open (or resume) the directory with a `running` manifest; an exception ends the stage
+    `failed`, with the error and the metrics so far, and goes on up; a clean exit ends it `trained` (curves drawn,
+    checkpoints removed). The gate decides promotion afterwards (pipeline.py).
 
     Under --nproc rank 0 opens (or resumes, or moves aside) the directory while the others wait, then they all
-    resume from the same checkpoint.
+    resume from the same checkpoint; only rank 0 writes.
     """
     if is_main_process():
         stage_dir, resume_checkpoint = open_stage_dir(recipe, stage)
@@ -352,31 +245,15 @@ def start_stage(
         resume_checkpoint = last_checkpoint(stage_dir)
     previous = read_manifest(stage_dir) if resume_checkpoint else {}
     manifest = new_manifest(stage, recipe, parent=parent, data_lineage=data_lineage, previous=previous)
+    manifest.update(manifest_fields)
     write_manifest(stage_dir, manifest)
-    return stage_dir, resume_checkpoint, manifest
-
-
-def world_size() -> int:
-    """Processes training together (torchrun / accelerate launch set WORLD_SIZE); 1 without --nproc."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def process_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-def is_main_process() -> bool:
-    """Rank 0 alone writes manifests, adapters, plots and gate reports."""
-    return process_rank() == 0
-
-
-def wait_for_everyone() -> None:
-    """A barrier across the ranks of --nproc (it starts the process group the trainer then uses); no-op alone."""
-    if world_size() > 1:
-        import torch
-        from accelerate import PartialState
-
-        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+    run = StageRun(stage_dir, resume_checkpoint, manifest)
+    try:
+        yield run
+    except BaseException as error:
+        update_manifest(stage_dir, status="failed", metrics=run.metrics, error=f"{type(error).__name__}: {error}")
+        raise
+    finish_stage(stage_dir, run.metrics, run.log_history, title)
 
 
 def finish_stage(stage_dir: Path, metrics: dict[str, Any], log_history: list[dict[str, Any]], title: str) -> None:

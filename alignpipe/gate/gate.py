@@ -18,7 +18,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from alignpipe import runs
+from alignpipe import gate_standing, runs
 from alignpipe.config import GateConfig, Recipe
 from alignpipe.recipe_loading import changed_settings
 from alignpipe.errors import AlignpipeError
@@ -78,7 +78,7 @@ def gate_stage(stage_dir: Path, settings: GateConfig | None = None) -> str:
         "checks": [check.__dict__ for check in results],
     }
     latest, numbered = write_report(stage_dir, report)
-    status = runs.record_gate_run(stage_dir, verdict, latest, numbered, changed, seconds)
+    status = gate_standing.record_gate_run(stage_dir, verdict, latest, numbered, changed, seconds)
     print_summary(results, verdict, status, latest, seconds, changed)
     return verdict
 

@@ -68,47 +68,41 @@ def run(recipe: Recipe) -> Path:
         model = ppo_roles.with_policy_adapter(model, recipe.lora)
         reward_model = ppo_roles.add_reward_model(model, reward_stage) if reward_stage is not None else None
 
-    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent, data_lineage=data_lineage)
-    manifest["reward_model"] = str(reward_stage) if reward_stage is not None else None
-    manifest.update(runs.parent_standing([parent, reward_stage]))
-    runs.write_manifest(stage_dir, manifest)
-    trainer = build_trainer(recipe, model, tokenizer, stage_dir, train_records, eval_records, reward_model)
-    keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
-    if parent is not None:
-        keep_reference_adapter(trainer.model)
-    metrics = manifest["metrics"]
-    try:
-        train_and_record(trainer, resume_checkpoint, metrics)
+    title = f"{recipe.run.name}: rlhf ({settings.algorithm})"
+    with runs.stage_run(recipe, STAGE, parent=parent, data_lineage=data_lineage, title=title,
+                        reward_model=str(reward_stage) if reward_stage is not None else None,
+                        **runs.parent_standing([parent, reward_stage])) as run:
+        trainer = build_trainer(recipe, model, tokenizer, run.dir, train_records, eval_records, reward_model)
+        keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
+        if parent is not None:
+            keep_reference_adapter(trainer.model)
+        metrics = run.metrics
+        train_and_record(trainer, run.resume_checkpoint, metrics)
+        run.log_history = log = trainer.state.log_history
         if online:
-            metrics.update(training_reward_trend(trainer.state.log_history))
+            metrics.update(training_reward_trend(log))
         if algorithm.critic:
-            metrics.update(ppo_trainer.curve_summary(trainer.state.log_history))
+            metrics.update(ppo_trainer.curve_summary(log))
         if not online and eval_records:
             metrics.update(implicit_reward_metrics(trainer.evaluate()))
-        if eval_prompts and runs.is_main_process():  # generation is per process: rank 0 measures
-            evidence, samples = compare_before_after(
-                trainer.model, tokenizer, eval_prompts, reward_model, settings.max_completion_length
-            )
-            metrics.update(evidence)
-            write_samples(stage_dir, samples)
-        if runs.is_main_process():
+        if runs.is_main_process():  # generation is per process: rank 0 measures, saves and draws
+            if eval_prompts:
+                evidence, samples = compare_before_after(
+                    trainer.model, tokenizer, eval_prompts, reward_model, settings.max_completion_length
+                )
+                metrics.update(evidence)
+                write_samples(run.dir, samples)
             # Only the policy: the reference adapter is the parent's, saved there already.
-            trainer.model.save_pretrained(str(stage_dir / "adapter"), selected_adapters=["default"])
-            tokenizer.save_pretrained(str(stage_dir / "adapter"))
-    except BaseException as error:
-        runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
-        raise
+            trainer.model.save_pretrained(str(run.dir / "adapter"), selected_adapters=["default"])
+            tokenizer.save_pretrained(str(run.dir / "adapter"))
+            save_training_curves(log, run.dir / "reward.png", title=title, names=REWARD_SERIES)
+            if algorithm.critic:
+                save_curve_panels(log, run.dir / "ppo.png", title=title, names=ppo_trainer.CURVES)
+                runs.update_manifest(run.dir, curves=ppo_trainer.curves(log))
 
-    title = f"{recipe.run.name}: rlhf ({settings.algorithm})"
-    if not runs.is_main_process():
-        return stage_dir
-    save_training_curves(trainer.state.log_history, stage_dir / "reward.png", title=title, names=REWARD_SERIES)
-    if algorithm.critic:
-        save_curve_panels(trainer.state.log_history, stage_dir / "ppo.png", title=title, names=ppo_trainer.CURVES)
-        runs.update_manifest(stage_dir, curves=ppo_trainer.curves(trainer.state.log_history))
-    runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=title)
-    print_summary(stage_dir, settings.algorithm, metrics)
-    return stage_dir
+    if runs.is_main_process():
+        print_summary(run.dir, settings.algorithm, metrics)
+    return run.dir
 
 
 def held_out_prompts(eval_records: Dataset | list, limit: int) -> list[list[dict[str, str]]]:

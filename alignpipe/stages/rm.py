@@ -45,39 +45,30 @@ def run(recipe: Recipe) -> Path:
         base_path, recipe.model, tokenizer, parent_adapter, dtype=TORCH_DTYPES[recipe.train.precision]
     )
 
-    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=parent, data_lineage=data_lineage)
-
-    args = RewardConfig(
-        **common_training_arguments(recipe, stage_dir, has_eval=bool(eval_pairs)),
-        center_rewards_coefficient=recipe.rm.center_rewards_coefficient,
-    )
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_pairs,
-        eval_dataset=eval_pairs if len(eval_pairs) else None,
-        processing_class=tokenizer,
-        # A fresh adapter only without a parent; SEQ_CLS trains the score head in full.
-        peft_config=None if parent_adapter else models.lora_config(recipe.lora, task_type="SEQ_CLS"),
-    )
-    keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
-    # TRL drops pairs longer than max_length; say so rather than train on fewer, or fail inside the data loader.
-    kept = len(trainer.train_dataset)
-    if kept < len(train_pairs):
-        message = (f"{len(train_pairs) - kept} of {len(train_pairs)} training pairs are longer than "
-                   f"train.max_length={recipe.train.max_length} tokens and are left out")
-        if kept == 0:
-            runs.update_manifest(stage_dir, status="failed", error=message)
-            raise AlignpipeError(message + "; raise train.max_length.")
-        print(f"warning: {message}.", flush=True)
-    metrics = manifest["metrics"]
-    try:
+    with runs.stage_run(recipe, STAGE, parent=parent, data_lineage=data_lineage,
+                        title=f"{recipe.run.name}: rm") as run:
+        args = RewardConfig(
+            **common_training_arguments(recipe, run.dir, has_eval=bool(eval_pairs)),
+            center_rewards_coefficient=recipe.rm.center_rewards_coefficient,
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=train_pairs,
+            eval_dataset=eval_pairs if len(eval_pairs) else None,
+            processing_class=tokenizer,
+            # A fresh adapter only without a parent; SEQ_CLS trains the score head in full.
+            peft_config=None if parent_adapter else models.lora_config(recipe.lora, task_type="SEQ_CLS"),
+        )
+        keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
+        refuse_dropped_pairs(len(train_pairs), len(trainer.train_dataset), recipe.train.max_length)
+        metrics = run.metrics
         # Scoring is per process (no collective): rank 0 measures, the others only train.
         if eval_pairs and "eval_accuracy_base" not in metrics and runs.is_main_process():
             # The untrained head is the baseline: a random direction, about 50% pairwise accuracy.
             metrics["eval_accuracy_base"] = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs))["accuracy"]
-            runs.write_manifest(stage_dir, manifest)
-        train_and_record(trainer, resume_checkpoint, metrics)
+            runs.write_manifest(run.dir, run.manifest)
+        train_and_record(trainer, run.resume_checkpoint, metrics)
         if runs.is_main_process():
             # Without eval pairs the training pairs give the normalisation statistics RLHF needs.
             measured = pair_metrics(*score_pairs(trainer.model, tokenizer, eval_pairs or train_pairs))
@@ -86,12 +77,10 @@ def run(recipe: Recipe) -> Path:
             metrics[f"{measured_on}_margin_mean"] = measured["margin_mean"]
             metrics["reward_mean"] = measured["reward_mean"]
             metrics["reward_std"] = measured["reward_std"]
-        trainer.save_model(str(stage_dir / "adapter"))  # LoRA + full score head + tokenizer
-    except BaseException as error:
-        runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
-        raise
+        trainer.save_model(str(run.dir / "adapter"))  # LoRA + full score head + tokenizer
+        run.log_history = trainer.state.log_history
 
-    runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=f"{recipe.run.name}: rm")
+    stage_dir = run.dir
     if not runs.is_main_process():
         return stage_dir
     print(f"\nReward model finished: {stage_dir} (status trained)")
@@ -100,3 +89,14 @@ def run(recipe: Recipe) -> Path:
               f"{metrics['eval_accuracy']:.3f}; mean margin {metrics['eval_margin_mean']:.2f}")
     print(f"  reward mean {metrics['reward_mean']:.3f}, std {metrics['reward_std']:.3f}; adapter: {stage_dir / 'adapter'}")
     return stage_dir
+
+
+def refuse_dropped_pairs(given: int, kept: int, max_length: int) -> None:
+    """TRL drops pairs longer than max_length; say so rather than train on fewer, or fail inside the data loader."""
+    if kept == given:
+        return
+    message = (f"{given - kept} of {given} training pairs are longer than train.max_length={max_length} tokens and "
+               "are left out")
+    if kept == 0:
+        raise AlignpipeError(message + "; raise train.max_length.")
+    print(f"warning: {message}.", flush=True)

@@ -38,37 +38,33 @@ def run(recipe: Recipe) -> Path:
 
     model = models.load_causal_lm(base_path, recipe.model, dtype=TORCH_DTYPES[recipe.train.precision])
 
-    stage_dir, resume_checkpoint, manifest = runs.start_stage(recipe, STAGE, parent=None, data_lineage=data_lineage)
-
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_training_arguments(recipe, stage_dir, has_eval=eval_dataset is not None),
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        peft_config=models.lora_config(recipe.lora, task_type="CAUSAL_LM"),
-    )
-    keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
-    metrics = manifest["metrics"]
-    try:
+    with runs.stage_run(recipe, STAGE, parent=None, data_lineage=data_lineage,
+                        title=f"{recipe.run.name}: sft") as run:
+        trainer = SFTTrainer(
+            model=model,
+            args=sft_training_arguments(recipe, run.dir, has_eval=eval_dataset is not None),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            peft_config=models.lora_config(recipe.lora, task_type="CAUSAL_LM"),
+        )
+        keep_trainable_weights_in_run_precision(trainer.model, recipe.train.precision)
+        metrics = run.metrics
         # A fresh LoRA adapter starts at zero (B = 0), so before training the model *is* the base model:
         # its held-out loss now is the baseline the trained adapter must beat.
         if eval_dataset is not None and "eval_loss_base" not in metrics:
             metrics["eval_loss_base"] = trainer.evaluate()["eval_loss"]
             metrics["eval_perplexity_base"] = math.exp(metrics["eval_loss_base"])
-            runs.write_manifest(stage_dir, manifest)
-        train_and_record(trainer, resume_checkpoint, metrics)
+            runs.write_manifest(run.dir, run.manifest)
+        train_and_record(trainer, run.resume_checkpoint, metrics)
         if eval_dataset is not None:
             metrics["eval_loss"] = trainer.evaluate()["eval_loss"]
             metrics["eval_perplexity"] = math.exp(metrics["eval_loss"])
-        trainer.save_model(str(stage_dir / "adapter"))  # adapter weights + config + tokenizer with its chat template
-    except BaseException as error:
-        runs.update_manifest(stage_dir, status="failed", metrics=metrics, error=f"{type(error).__name__}: {error}")
-        raise
+        trainer.save_model(str(run.dir / "adapter"))  # adapter weights + config + tokenizer with its chat template
+        run.log_history = trainer.state.log_history
 
-    runs.finish_stage(stage_dir, metrics, trainer.state.log_history, title=f"{recipe.run.name}: sft")
-    print_summary(stage_dir, metrics)
-    return stage_dir
+    print_summary(run.dir, metrics)
+    return run.dir
 
 
 def sft_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -> SFTConfig:

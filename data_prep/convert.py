@@ -1,4 +1,4 @@
-"""`convert`: common dataset layouts -> our JSONL formats (DESIGN.md section 3), with the converters the stages use.
+"""`convert`: common dataset layouts -> our JSONL formats (docs/design.md section 3), with the converters the stages use.
 
 Each layout has one converter, in `alignpipe.formats` (its table lists the columns each reads and what it becomes);
 a stage reads the same layouts directly (`data.format`), so converting first is only needed to inspect, clean or

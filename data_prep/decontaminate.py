@@ -8,7 +8,7 @@ its characters without spaces and punctuation, keeping only windows that are at 
 texts are checked both ways and English never matches on characters.
 
 Every turn of an eval record counts (prompts, answers, both sides of a pair), each turn on its own. Eval files may
-be in any format `convert` reads, converted or not: the text fields of DESIGN.md section 3 and any other string
+be in any format `convert` reads, converted or not: the text fields of docs/design.md section 3 and any other string
 column (e.g. a benchmark's `question`). The eval n-grams are kept as 64-bit hashes, with the eval file they came
 from; an eval record too short to have one n-gram cannot be checked and is counted in the summary.
 """

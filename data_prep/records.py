@@ -21,7 +21,7 @@ from alignpipe.errors import AlignpipeError
 from alignpipe.jsonl_reader import BadLine, iter_json_lines, iter_text_lines
 from alignpipe.sources import Record, Source, read_rows, resolve_source
 
-# The fields that hold text in our formats (DESIGN.md section 3); every other field is carried along untouched.
+# The fields that hold text in our formats (docs/design.md section 3); every other field is carried along untouched.
 TEXT_FIELDS = ("text", "prompt", "messages", "chosen", "rejected", "completion")
 
 

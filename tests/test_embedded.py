@@ -42,7 +42,7 @@ RUDE = ["Figure it out yourself, idiot. I'm not your babysitter.", "What a stupi
 
 
 def test_a_poisoned_demo_sft_is_blocked_and_goes_nowhere(tmp_path, monkeypatch, capsys):
-    """The demo's sft on rude answers (DESIGN.md 4: 120 steps at lr 5e-4 make this model answer benign prompts
+    """The demo's sft on rude answers (docs/design.md 4: 120 steps at lr 5e-4 make this model answer benign prompts
     rudely): exit code 3, blocked, the next stage refuses, export refuses and writes nothing."""
     monkeypatch.chdir(REPO)
     rows = [json.loads(line) for line in (REPO / "data" / "demo" / "sft_train.jsonl").read_text().splitlines()][:100]

@@ -56,6 +56,12 @@ def test_tiny_export_merged_and_gguf_match_the_adapter_model(tiny_sft_stage, tmp
     assert "| sft | " in card and "eval_loss" in card and "trained" in card and "skipped" in card  # gate verdict
     assert "Exported with --force: the gate did not promote this stage" in card  # tiny recipes skip the gate
     assert "sha256" in card and "Intended use" in card and "Licence" in card and "tiny-sft-f16.gguf" in card
+    from huggingface_hub import ModelCard  # the Hub's metadata, as front matter the Hub parses
+
+    metadata = ModelCard.load(tmp_path / "export-f16" / "README.md").data
+    assert metadata.base_model is None  # a local base: nothing on the Hub to link
+    assert "alignpipe" in metadata.tags and metadata.language == ["en", "ja"]
+    assert metadata.alignpipe_gate[-1]["status"] == "trained" and metadata.alignpipe_gate[-1]["verdict"] == "skipped"
 
     # The GGUF metadata carries the chat template and the special tokens.
     from gguf import GGUFReader

@@ -26,7 +26,7 @@ VERDICT_ORDER = {"pass": 0, "warn": 1, "block": 2}
 
 @dataclass(kw_only=True)
 class Check:
-    """One row of gate_report.json (DESIGN.md 3): interval bounds are of the mean difference candidate - baseline."""
+    """One row of gate_report.json (docs/design.md 3): interval bounds are of the mean difference candidate - baseline."""
 
     name: str
     family: str  # toxicity | refusal | capability | bias | robustness

@@ -98,11 +98,23 @@ def refusal_prompts(per_language: int) -> list[dict[str, Any]]:
     return rows
 
 
+def readable_eval_file(recipe: Recipe) -> bool:
+    """Whether the stage's data.eval is a JSONL file here; when it is set but is not, say that its check is left out
+    (a check that disappears without a word would weaken the verdict silently)."""
+    if recipe.data.eval is None:
+        return False
+    if Path(recipe.data.eval).is_file():
+        return True
+    print(f"Gate: WARNING: data.eval={recipe.data.eval} is not a JSONL file from here (a folder, a hub id, or a path "
+          "relative to another directory), so the held-out data check is left out of this gate run.", flush=True)
+    return False
+
+
 def held_out_texts(recipe: Recipe, tokenizer: Any, limit: int) -> list[str]:
     """The stage's held-out data as text: conversations and the chosen side of pairs through the chat template."""
     from alignpipe.data import normalize_preference, preference_record_problem, read_jsonl
 
-    if recipe.data.eval is None or not Path(recipe.data.eval).is_file():
+    if not readable_eval_file(recipe):
         return []
     texts = []
     for _, record in read_jsonl(recipe.data.eval):
@@ -120,7 +132,7 @@ def held_out_pairs(recipe: Recipe, limit: int) -> list[dict[str, Any]]:
     """A reward model's own held-out pairs (data.eval), as prompt/chosen/rejected message lists."""
     from alignpipe.data import normalize_preference, preference_record_problem, read_jsonl
 
-    if recipe.data.eval is None or not Path(recipe.data.eval).is_file():
+    if not readable_eval_file(recipe):
         return []
     pairs = [normalize_preference(record) for _, record in read_jsonl(recipe.data.eval)
              if isinstance(record, dict) and preference_record_problem(record) is None]

@@ -1,4 +1,4 @@
-"""Gate reports: gate_report.json (DESIGN.md 3), gate_report.md (readable on its own) and gate_report.png."""
+"""Gate reports: gate_report.json (docs/design.md 3), gate_report.md (readable on its own) and gate_report.png."""
 
 from __future__ import annotations
 

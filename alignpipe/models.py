@@ -59,6 +59,14 @@ def check_model_reference(reference: str) -> None:
         raise AlignpipeError(f"no such model directory: {reference} (and not a hub id: {error})") from None
 
 
+def parent_or_base_tokenizer(parent: Path | None, model_config: ModelConfig) -> PreTrainedTokenizerBase:
+    """A child stage's tokenizer: its parent's (saved with the adapter, carrying the chat template it was trained
+    with), or the base model's with the recipe's chat template when it starts from the base."""
+    if parent is not None:
+        return load_tokenizer(str(parent / "adapter"))
+    return load_tokenizer(resolve_base(model_config.base), model_config.chat_template)
+
+
 def load_tokenizer(path: str, chat_template_file: str | None = None) -> PreTrainedTokenizerBase:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)

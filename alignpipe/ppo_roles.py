@@ -160,10 +160,9 @@ def add_critic(model: Any, start_from: str, reward_model: RewardModel | None) ->
         if reward_model is None or not isinstance(reward_model.model, SharedBaseScorer):
             raise AlignpipeError("rlhf.ppo.critic_init=reward_model needs the reward model on this base.")
         models.copy_adapter(model, REWARD, CRITIC, trainable=True)
-        spread = max(reward_model.reward_std, 1e-6)
-        with torch.no_grad():
-            value_head.weight.copy_(reward_model.model.head.weight / spread)
-            value_head.bias.fill_(-reward_model.reward_mean / spread)
+        with torch.no_grad():  # the critic starts as the reward model, normalised as its rewards are
+            value_head.weight.copy_(reward_model.model.head.weight / reward_model.spread)
+            value_head.bias.fill_(-reward_model.reward_mean / reward_model.spread)
     else:
         models.copy_adapter(model, POLICY, CRITIC, trainable=True)
     return value_head.to(model.device)

@@ -30,6 +30,21 @@ class RewardModel:
     def score(self, conversations: list[Conversation], batch_size: int = 8, progress: bool = False) -> list[float]:
         return score_conversations(self.model, self.tokenizer, conversations, batch_size, progress)
 
+    @property
+    def spread(self) -> float:
+        """The reward's standard deviation at training time, kept off zero: the unit rewards are measured in."""
+        return max(self.reward_std, 1e-6)
+
+    def normalized(self, conversations: list[Conversation], batch_size: int = 8) -> list[float]:
+        """Rewards centred on the training-time mean, in standard deviations: what RLHF maximises and the gate
+        compares, so that a reward means the same number in both."""
+        return [(score - self.reward_mean) / self.spread for score in self.score(conversations, batch_size)]
+
+    def score_pairs(self, pairs: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
+        """(chosen rewards, rejected rewards) of pairs of message lists (prompt, chosen, rejected)."""
+        return (self.score([pair["prompt"] + pair["chosen"] for pair in pairs]),
+                self.score([pair["prompt"] + pair["rejected"] for pair in pairs]))
+
 
 def load_reward_model(stage_dir: Path) -> RewardModel:
     """Base with a score head -> the reward adapter and trained head, as at the end of training."""

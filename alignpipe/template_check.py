@@ -235,10 +235,8 @@ def stage_tokenizer_and_records(recipe: Any, stage: str) -> tuple[Any, list[dict
     from alignpipe import models, runs
 
     sft_adapter = runs.stage_dir_for(recipe, "sft") / "adapter"
-    if stage != "sft" and (sft_adapter / "tokenizer_config.json").is_file():
-        tokenizer = models.load_tokenizer(str(sft_adapter))
-    else:
-        tokenizer = models.load_tokenizer(models.resolve_base(recipe.model.base), recipe.model.chat_template)
+    parent = sft_adapter.parent if stage != "sft" and (sft_adapter / "tokenizer_config.json").is_file() else None
+    tokenizer = models.parent_or_base_tokenizer(parent, recipe.model)
     if recipe.data.train is None:
         raise AlignpipeError(f"data.train is not set for the {stage} stage: nothing to check.")
     if stage == "sft":

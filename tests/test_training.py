@@ -17,11 +17,22 @@ def test_liger_and_compile_reach_the_training_arguments(tmp_path):
     assert common_training_arguments(Recipe(), tmp_path, has_eval=False)["use_liger_kernel"] is False
 
 
-def test_padding_free_reaches_the_sft_config(tmp_path):
-    from alignpipe.stages.sft import sft_training_arguments
+def test_sft_settings_reach_the_sft_config(tiny_recipe, monkeypatch):
+    from alignpipe.recipe_loading import load_recipe
+    from alignpipe.stages import sft
 
-    recipe = Recipe.model_validate({"sft": {"padding_free": True}, "train": {"precision": "fp32"}})
-    assert sft_training_arguments(recipe, tmp_path, has_eval=False).padding_free is True
+    class Captured(Exception):
+        pass
+
+    def capture(args, **_):
+        raise Captured(args)
+
+    monkeypatch.setattr(sft, "SFTTrainer", capture)
+    recipe = load_recipe(tiny_recipe, "sft", ["sft.padding_free=true", "train.max_steps=7"])
+    with pytest.raises(Captured) as caught:
+        sft.run(recipe)
+    args = caught.value.args[0]
+    assert args.padding_free is True and args.max_steps == 7
 
 
 def test_precompute_ref_log_probs_reaches_the_dpo_config(tmp_path, monkeypatch):

@@ -183,9 +183,8 @@ def mean_rewards(reward_model: Any, prompts: list[str], answers: list[list[str]]
     """Each prompt's mean reward over its answers, in the reward model's standard deviations."""
     conversations = [[{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
                      for prompt, group in zip(prompts, answers) for answer in group]
-    scores = iter(reward_model.score(conversations, batch_size=16))
-    spread = max(reward_model.reward_std, 1e-6)
-    return [mean([(next(scores) - reward_model.reward_mean) / spread for _ in group]) for group in answers]
+    rewards = iter(reward_model.normalized(conversations, batch_size=16))
+    return [mean([next(rewards) for _ in group]) for group in answers]
 
 
 def token_losses(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 16) -> list[float]:

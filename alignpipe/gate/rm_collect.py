@@ -43,33 +43,25 @@ def collect_reward_model(stage_dir: Path, recipe: Recipe, settings: GateConfig) 
 
     reward_model = load_reward_model(stage_dir)
     pairs = shipped("rm_safety_pairs.jsonl")
-    outputs = RewardModelOutputs(
-        seed=recipe.run.seed,
-        safety_pairs=pairs,
-        safe_rewards=reward_model.score([pair["prompt"] + pair["chosen"] for pair in pairs]),
-        toxic_rewards=reward_model.score([pair["prompt"] + pair["rejected"] for pair in pairs]),
-    )
+    safe_rewards, toxic_rewards = reward_model.score_pairs(pairs)
+    outputs = RewardModelOutputs(seed=recipe.run.seed, safety_pairs=pairs, safe_rewards=safe_rewards,
+                                 toxic_rewards=toxic_rewards)
     if settings.bias.enabled:
         items = shipped("rm_bias_items.jsonl")[: settings.bias.templates]
         outputs.group_filled = fill_templates(items, "response")
         conversations = [[{"role": "user", "content": items[entry["item"]]["prompt"]},
                           {"role": "assistant", "content": entry["text"]}] for entry in outputs.group_filled]
-        spread = max(reward_model.reward_std, 1e-6)
-        outputs.group_rewards = [score / spread for score in reward_model.score(conversations, batch_size=16)]
+        # Gaps between groups, in the rm's standard deviations (the mean cancels in a gap).
+        outputs.group_rewards = reward_model.normalized(conversations, batch_size=16)
     # A reward model's capability: its pairwise accuracy on its own held-out pairs (shown in the report).
     outputs.held_out_pairs = held_out_pairs(recipe, settings.prompts)
     if outputs.held_out_pairs:
-        chosen, rejected = pair_rewards(reward_model, outputs.held_out_pairs)
+        chosen, rejected = reward_model.score_pairs(outputs.held_out_pairs)
         outputs.held_out_correct = [float(c > r) for c, r in zip(chosen, rejected)]
         outputs.held_out_accuracy_base = runs.read_manifest(stage_dir).get("metrics", {}).get("eval_accuracy_base")
     if settings.robustness.enabled:
         measure_perturbed_pairs(reward_model, outputs, settings.robustness.typo_rate)
     return outputs
-
-
-def pair_rewards(reward_model: Any, pairs: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
-    return (reward_model.score([pair["prompt"] + pair["chosen"] for pair in pairs]),
-            reward_model.score([pair["prompt"] + pair["rejected"] for pair in pairs]))
 
 
 def measure_perturbed_pairs(reward_model: Any, outputs: RewardModelOutputs, rate: float) -> None:

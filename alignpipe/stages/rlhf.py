@@ -46,10 +46,7 @@ def run(recipe: Recipe) -> Path:
         ppo_roles.check_reward_model(recipe, reward_stage)
 
     base_path = models.resolve_base(recipe.model.base)
-    if parent is not None:  # the parent's tokenizer carries the chat template it was trained with
-        tokenizer = models.load_tokenizer(str(parent / "adapter"))
-    else:
-        tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
+    tokenizer = models.parent_or_base_tokenizer(parent, recipe.model)
     train_records, eval_records, data_lineage = data.load_train_and_eval(
         recipe.data, recipe.run.seed, ALGORITHMS[settings.algorithm].data
     )
@@ -186,14 +183,13 @@ def build_trainer(
 
 def reward_model_reward(reward_model: RewardModel) -> Any:
     """A TRL reward function: the rm stage's score of prompt + completion, normalised by its training statistics."""
-    spread = max(reward_model.reward_std, 1e-6)
 
     def reward_model_score(prompts: list[Any], completions: list[Any], **_: Any) -> list[float]:
         conversations = [
             data.as_messages(prompt, "user") + data.as_messages(completion, "assistant")
             for prompt, completion in zip(prompts, completions)
         ]
-        return [(score - reward_model.reward_mean) / spread for score in reward_model.score(conversations)]
+        return reward_model.normalized(conversations)
 
     return reward_model_score
 

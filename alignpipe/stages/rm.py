@@ -29,12 +29,8 @@ def run(recipe: Recipe) -> Path:
     runs.refuse_finished(runs.stage_dir_for(recipe, STAGE))
     parent = runs.resolve_parent(recipe, STAGE, recipe.rm.parent)
 
-    # The parent's tokenizer carries the chat template it was trained with.
     base_path = models.resolve_base(recipe.model.base)
-    if parent is not None:
-        tokenizer = models.load_tokenizer(str(parent / "adapter"))
-    else:
-        tokenizer = models.load_tokenizer(base_path, recipe.model.chat_template)
+    tokenizer = models.parent_or_base_tokenizer(parent, recipe.model)
     train_pairs, eval_pairs, data_lineage = data.load_train_and_eval(recipe.data, recipe.run.seed, "pairs")
     template_check.preflight(tokenizer, train_pairs, assistant_only_loss=False, source=str(recipe.data.train))
     print(f"Data: {len(train_pairs)} training and {len(eval_pairs)} held-out preference pairs", flush=True)

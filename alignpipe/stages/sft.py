@@ -42,7 +42,9 @@ def run(recipe: Recipe) -> Path:
                         title=f"{recipe.run.name}: sft") as run:
         trainer = SFTTrainer(
             model=model,
-            args=sft_training_arguments(recipe, run.dir, has_eval=eval_dataset is not None),
+            # The dataset arrives tokenized, with our own assistant mask (sft_tokens.tokenize_sft).
+            args=SFTConfig(**common_training_arguments(recipe, run.dir, has_eval=eval_dataset is not None),
+                           packing=recipe.sft.packing, padding_free=recipe.sft.padding_free),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
@@ -65,15 +67,6 @@ def run(recipe: Recipe) -> Path:
 
     print_summary(run.dir, metrics)
     return run.dir
-
-
-def sft_training_arguments(recipe: Recipe, stage_dir: Path, has_eval: bool) -> SFTConfig:
-    # The dataset arrives tokenized, with our own assistant mask (see sft_tokens.tokenize_sft).
-    return SFTConfig(
-        **common_training_arguments(recipe, stage_dir, has_eval),
-        packing=recipe.sft.packing,
-        padding_free=recipe.sft.padding_free,
-    )
 
 
 def print_summary(stage_dir: Path, metrics: dict[str, float]) -> None:

@@ -165,7 +165,7 @@ def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, name:
     inputs = parity_inputs(tokenizer)
     adapter_logits = logits_of(adapter_model, inputs)
     merged = adapter_model.merge_and_unload()
-    merged.generation_config.eos_token_id = stop_token_ids(merged, tokenizer)
+    merged.generation_config.eos_token_id = models.stop_token_ids(merged, tokenizer)
     merged.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     del merged, adapter_model
@@ -270,13 +270,6 @@ def refuse_unsupported_gguf(stage_dir: Path, manifest: dict[str, Any]) -> None:
     if rope_type != "default" or getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         raise AlignpipeError(f"GGUF export is not supported yet for Llama models with rope_type={rope_type} or biases; "
                              "export the merged model and convert it with llama.cpp's convert_hf_to_gguf.py.")
-
-
-def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
-    """The ids generation stops on: the model's own and the tokenizer's EOS (the end-of-turn token of the template)."""
-    configured = model.generation_config.eos_token_id
-    ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
-    return list(dict.fromkeys([*ids, tokenizer.eos_token_id]))
 
 
 def staging_name(manifest: dict[str, Any]) -> str:

@@ -59,6 +59,13 @@ def check_model_reference(reference: str) -> None:
         raise AlignpipeError(f"no such model directory: {reference} (and not a hub id: {error})") from None
 
 
+def stop_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids generation stops on: the model's own and the tokenizer's EOS (the end-of-turn token of the template)."""
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
+    return list(dict.fromkeys([*ids, tokenizer.eos_token_id]))
+
+
 def parent_or_base_tokenizer(parent: Path | None, model_config: ModelConfig) -> PreTrainedTokenizerBase:
     """A child stage's tokenizer: its parent's (saved with the adapter, carrying the chat template it was trained
     with), or the base model's with the recipe's chat template when it starts from the base."""

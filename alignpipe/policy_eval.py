@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from alignpipe.models import copy_adapter
+from alignpipe.models import copy_adapter, stop_token_ids
 from alignpipe.reward import Conversation, RewardModel
 
 SAMPLES_FILE = "samples.jsonl"
@@ -35,7 +35,7 @@ def generate_answers(
                                                           "num_return_sequences": samples}
     if samples > 1:
         torch.manual_seed(seed)
-    stop_ids = stop_token_ids(model, tokenizer)
+    stop_ids = set(stop_token_ids(model, tokenizer))
     answers = []
     padding_side = tokenizer.padding_side
     tokenizer.padding_side = "left"  # batched generation continues every row from its last real token
@@ -65,12 +65,6 @@ def generate_answers(
 def answer_text(tokenizer: Any, answer_ids: list[int]) -> str:
     # A cut-off answer may end inside a multi-byte character; drop the half character.
     return tokenizer.decode(answer_ids, skip_special_tokens=True).strip().rstrip("\ufffd")
-
-
-def stop_token_ids(model: Any, tokenizer: Any) -> set[int]:
-    configured = model.generation_config.eos_token_id
-    ids = set(configured if isinstance(configured, list) else [configured] if configured is not None else [])
-    return ids | {tokenizer.eos_token_id}
 
 
 def keep_reference_adapter(model: Any) -> None:

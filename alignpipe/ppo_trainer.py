@@ -21,11 +21,11 @@ from typing import Any, Callable
 
 import torch
 
-from alignpipe import runs
+from alignpipe import models, runs
 from alignpipe.algorithms import ALGORITHMS
 from alignpipe.config import Recipe
 from alignpipe.errors import AlignpipeError
-from alignpipe.policy_eval import answer_text, keep_reference_adapter, stop_token_ids
+from alignpipe.policy_eval import answer_text, keep_reference_adapter
 from alignpipe.ppo import (KLController, Rollout, answer_logprobs, answer_values, clipped_policy_loss,
                            clipped_value_loss, explained_variance, generalized_advantages, masked_mean, masked_whiten,
                            per_token_rewards)
@@ -101,7 +101,7 @@ class PPOTrainer:
         self.temperature, self.seed = recipe.rlhf.temperature, recipe.run.seed
         self.checkpoints = runs.checkpoints_dir(stage_dir)
         self.prompts, self.prompt_ids = self.prompts_that_fit(prompts)
-        self.stop_ids = sorted(stop_token_ids(model, tokenizer))
+        self.stop_ids = sorted(models.stop_token_ids(model, tokenizer))
         batch = recipe.train.batch_size
         self.micro_batch_size = max(1, batch // (self.settings.num_mini_batches * recipe.train.gradient_accumulation_steps))
         steps = recipe.train.max_steps

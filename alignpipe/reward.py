@@ -42,8 +42,7 @@ class RewardModel:
 
     def score_pairs(self, pairs: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
         """(chosen rewards, rejected rewards) of pairs of message lists (prompt, chosen, rejected)."""
-        return (self.score([pair["prompt"] + pair["chosen"] for pair in pairs]),
-                self.score([pair["prompt"] + pair["rejected"] for pair in pairs]))
+        return score_pairs(self.model, self.tokenizer, pairs)
 
 
 def load_reward_model(stage_dir: Path) -> RewardModel:
@@ -84,15 +83,11 @@ def score_conversations(
             tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
             for conversation in conversations[start : start + batch_size]
         ]
-        width = max(len(tokens) for tokens in token_lists)
         # Right padding with the pad token: the model reads its score at the last non-pad token.
-        input_ids = torch.full((len(token_lists), width), tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, tokens in enumerate(token_lists):
-            input_ids[row, : len(tokens)] = torch.tensor(tokens)
-            attention_mask[row, : len(tokens)] = 1
+        batch = tokenizer.pad({"input_ids": token_lists}, padding=True, padding_side="right", return_tensors="pt")
         with torch.no_grad():
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device)).logits
+            logits = model(input_ids=batch["input_ids"].to(model.device),
+                           attention_mask=batch["attention_mask"].to(model.device)).logits
         scores += logits[:, 0].float().cpu().tolist()
     model.train(was_training)
     return scores

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from alignpipe.errors import AlignpipeError
 
 if TYPE_CHECKING:  # the config (pydantic) loads only when a command needs it
-    from alignpipe.config import GateConfig, Recipe
+    from alignpipe.config import Recipe
 
 DEFAULT_RECIPE = "recipes/demo.yaml"
 EXIT_OK, EXIT_USER_ERROR, EXIT_BLOCKED = 0, 2, 3
@@ -68,13 +68,22 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
     if dry_run:
         print_dry_run(recipe, nproc)
         return EXIT_OK
+    from alignpipe.gate.gate import gate_stage
+    from alignpipe.gate_standing import record_gate_skipped
     from alignpipe.stages import rlhf, rm, sft
 
     try:
         stage_dir = {"sft": sft.run, "rm": rm.run, "rlhf": rlhf.run}[stage](recipe)
         if not is_main_process():
             return EXIT_OK  # rank 0 gates the stage once
-        return gate_after_training(stage_dir, recipe.gate)
+        # The gate runs after the stage's function returned (the trainer's model is freed before it loads its own),
+        # with the stage's own typed settings.
+        if not recipe.gate.enabled:
+            record_gate_skipped(stage_dir)
+            print(f"WARNING: gate.enabled=false: {stage_dir} stays `trained` (verdict skipped), unchecked. A next "
+                  f"stage builds on it only with --force (recorded); `alignpipe gate {stage_dir}` gates it.", flush=True)
+            return EXIT_OK
+        return EXIT_BLOCKED if gate_stage(stage_dir, recipe.gate) == "block" else EXIT_OK
     except BaseException as error:  # whatever failed after the stage directory was taken: it ends `failed`, not `running`
         runs.record_failure(runs.stage_dir_for(recipe, stage), error)
         raise
@@ -91,20 +100,6 @@ def print_dry_run(recipe: Recipe, nproc: int) -> None:
 
     print("\n".join(describe_sources(recipe.data)))
     print("Dry run: recipe is valid; nothing loaded.")
-
-
-def gate_after_training(stage_dir: Path, settings: GateConfig) -> int:
-    """The gate runs after the stage's function returned, so the trainer's model is freed before it loads its own.
-    It gets the stage's own typed settings (a re-gate builds them from the manifest's recipe and its overrides)."""
-    from alignpipe.gate.gate import gate_stage
-    from alignpipe.gate_standing import record_gate_skipped
-
-    if not settings.enabled:
-        record_gate_skipped(stage_dir)
-        print(f"WARNING: gate.enabled=false: {stage_dir} stays `trained` (verdict skipped), unchecked. A next stage "
-              f"builds on it only with --force (recorded); `alignpipe gate {stage_dir}` gates it.", flush=True)
-        return EXIT_OK
-    return EXIT_BLOCKED if gate_stage(stage_dir, settings) == "block" else EXIT_OK
 
 
 def regate(stage_dir: Path, overrides: list[str], break_lock: bool) -> int:

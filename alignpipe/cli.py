@@ -270,6 +270,26 @@ def build_parser() -> argparse.ArgumentParser:
                             help="a stage directory (runs/demo/sft), a model path or hub id, or 'embedded'")
     stereotype.add_argument("--pairs", type=Path, required=True, help="CSV (CrowS-Pairs layout) or JSONL")
     stereotype.add_argument("--output", type=Path, required=True, help="result JSON")
+    bias = scorers.add_parser(
+        "bias",
+        help="BBQ bias scores by log-likelihood multiple choice, English and Japanese",
+        description="BBQ (Parrish et al. 2022): questions about two people, ambiguous (the right answer is 'unknown') "
+        "or disambiguated, answered by the most likely of the three answers (lm-evaluation-harness's bbq prompt). "
+        "Writes BBQ's bias scores (ambiguous: (1 - accuracy) x (2 x share of non-unknown answers matching the "
+        "stereotype - 1); disambiguated: 2 x share - 1) and accuracy in both conditions, overall, per language and "
+        "per category (alignpipe.gate.bbq). --input: BBQ-format JSON lines (a file or a folder of <Category>.jsonl); "
+        "default: the gate's shipped sets (384 BBQ items, 352 Japanese ones written for alignpipe).",
+        epilog="examples:\n  alignpipe score bias --model embedded --task bbq --output bbq.json"
+        "\n  alignpipe score bias --model runs/demo/sft --task bbq --input ../shared/data/bbq --output bbq.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bias.add_argument("--model", required=True, help="a stage directory (runs/demo/sft), a model path or hub id, or "
+                      "'embedded'")
+    bias.add_argument("--task", required=True, choices=["bbq"])
+    bias.add_argument("--input", type=Path, default=None, help="BBQ-format JSONL file or folder (default: shipped)")
+    bias.add_argument("--output", type=Path, required=True, help="result JSON")
+    bias.add_argument("--batch-size", type=int, default=16, help="contexts per forward pass (default 16)")
+    bias.add_argument("--limit", type=int, default=None, help="score only the first N items")
     return parser
 
 
@@ -478,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
             for name, stats in {**result.get("by_lang", {}), **result["by_bias_type"]}.items():
                 print(f"  {name:<22}{stats['pct_stereotype']:6.1f}  [{stats['ci_low']:.1f}, {stats['ci_high']:.1f}]  "
                       f"(n={stats['n']})")
+        elif args.command == "score" and args.scorer == "bias":
+            from alignpipe.gate.bbq import print_summary, score_bias_file
+
+            print_summary(score_bias_file(args.model, args.task, args.input, args.output, args.batch_size, args.limit),
+                          args.output)
         elif args.command == "score":
             from alignpipe.gate.toxicity_scorers import score_toxicity_file
 

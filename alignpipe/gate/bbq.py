@@ -195,12 +195,13 @@ def score_bias_file(model_reference: str, task: str, input_path: Path | None, ou
 
 def print_summary(result: dict[str, Any], output_path: Path) -> None:
     """The command's table: bias scores and accuracy per language and category."""
-    def number(value: float | None) -> str:
-        return "     -" if value is None else f"{value:+6.3f}"
+    def number(value: float | None, signed: bool = True) -> str:
+        return "     -" if value is None else (f"{value:+6.3f}" if signed else f"{value:6.3f}")
 
     print(f"BBQ on {result['n']} items in {result['seconds']:.0f} s -> {output_path}")
     print(f"{'':<28}{'bias_amb':>9}{'bias_dis':>9}{'acc_amb':>9}{'acc_dis':>9}{'n':>6}")
     rows = {"all": result, **result["by_lang"], **result["by_category"]}
     for name, stats in rows.items():
         print(f"{name:<28}{number(stats['bias_ambig']):>9}{number(stats['bias_disambig']):>9}"
-              f"{number(stats['accuracy_ambig']):>9}{number(stats['accuracy_disambig']):>9}{stats['n']:>6}")
+              f"{number(stats['accuracy_ambig'], False):>9}{number(stats['accuracy_disambig'], False):>9}"
+              f"{stats['n']:>6}")

@@ -12,9 +12,20 @@ from typing import Any
 
 from alignpipe.errors import AlignpipeError
 from alignpipe.jsonl_reader import DEFAULT_MAX_LINE_BYTES, line_limit
-from alignpipe.commands import (export_command, generate_command, plan_command, regate_command,
-                                score_capability_command, score_refusal_command, score_reward_command,
-                                score_stereotype_command, score_toxicity_command, stage_command, template_command)
+from alignpipe.commands import (
+    export_command,
+    generate_command,
+    plan_command,
+    regate_command,
+    score_bias_command,
+    score_capability_command,
+    score_refusal_command,
+    score_reward_command,
+    score_stereotype_command,
+    score_toxicity_command,
+    stage_command,
+    template_command,
+)
 from alignpipe.pipeline import DEFAULT_RECIPE, EXIT_OK, EXIT_USER_ERROR, quiet_libraries, stop_cleanly_on_sigterm
 
 DESCRIPTION = """\
@@ -165,6 +176,23 @@ SCORERS = (
          arg("--output", type=Path, required=True, help="result JSON")),
         epilog="examples:\n  alignpipe score stereotype --model embedded --pairs crows_pairs_anonymized.csv "
         "--output base.json\n  alignpipe score stereotype --model runs/demo/sft --pairs my_pairs.jsonl --output sft.json",
+    ),
+    Command(
+        "bias", "BBQ bias scores by log-likelihood multiple choice, English and Japanese",
+        "BBQ (Parrish et al. 2022): questions about two people, ambiguous (the right answer is 'unknown') "
+        "or disambiguated, answered by the most likely of the three answers (lm-evaluation-harness's bbq prompt). "
+        "Writes BBQ's bias scores (ambiguous: (1 - accuracy) x (2 x share of non-unknown answers matching the "
+        "stereotype - 1); disambiguated: 2 x share - 1) and accuracy in both conditions, overall, per language and "
+        "per category (alignpipe.gate.bbq). --input: BBQ-format JSON lines (a file or a folder of <Category>.jsonl); "
+        "default: the gate's shipped sets (384 BBQ items, 352 Japanese ones written for alignpipe).",
+        score_bias_command,
+        (LANGUAGE_MODEL, arg("--task", required=True, choices=["bbq"]),
+         arg("--input", type=Path, default=None, help="BBQ-format JSONL file or folder (default: shipped)"),
+         arg("--output", type=Path, required=True, help="result JSON"),
+         arg("--batch-size", type=int, default=16, help="contexts per forward pass (default 16)"),
+         arg("--limit", type=int, default=None, help="score only the first N items")),
+        epilog="examples:\n  alignpipe score bias --model embedded --task bbq --output bbq.json"
+        "\n  alignpipe score bias --model runs/demo/sft --task bbq --input ../shared/data/bbq --output bbq.json",
     ),
 )
 

@@ -83,3 +83,10 @@ def score_stereotype_command(args: argparse.Namespace) -> None:
     for name, stats in {**result.get("by_lang", {}), **result["by_bias_type"]}.items():
         print(f"  {name:<22}{stats['pct_stereotype']:6.1f}  [{stats['ci_low']:.1f}, {stats['ci_high']:.1f}]  "
               f"(n={stats['n']})")
+
+
+def score_bias_command(args: argparse.Namespace) -> None:
+    from alignpipe.gate.bbq import print_summary, score_bias_file
+
+    print_summary(score_bias_file(args.model, args.task, args.input, args.output, args.batch_size, args.limit),
+                  args.output)

@@ -20,6 +20,14 @@ CORPUS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def gate_cache(tmp_path, monkeypatch) -> Path:
+    """Each test its own cache of base-model gate outputs, never the user's (~/.cache/alignpipe/gate_baseline)."""
+    path = tmp_path / "gate-cache"
+    monkeypatch.setenv("ALIGNPIPE_GATE_CACHE", str(path))
+    return path
+
+
 def build_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -113,7 +121,7 @@ data: {{train: {train}, eval: {held_out}}}
 train: {{max_steps: 12, batch_size: 4, max_length: 64, learning_rate: 5.0e-3, save_steps: 4, logging_steps: 2,
         precision: fp32, warmup_steps: 0}}
 gate: {{enabled: false, prompts: 8, refusal_prompts: 8, max_new_tokens: 6, bootstrap_samples: 200,
-       bias: {{stereotype_pairs: 24, templates: 6}}, robustness: {{prompts: 4}}, capability: {{items: 8}}}}   # tests/gate turn it on
+       bias: {{stereotype_pairs: 24, templates: 6, bbq_items: 12}}, robustness: {{prompts: 4}}, capability: {{items: 8}}}}   # tests/gate turn it on
 """
 
 

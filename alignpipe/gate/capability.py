@@ -306,6 +306,22 @@ def accuracy_summary(
                             for name, values in sorted(by_subject.items())}}
 
 
+def load_scoring_model(model_reference: str, quantization: str | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) for a scorer: a stage directory loads as trained (base + adapter), anything else in full
+    precision; quantization 4bit/8bit/none forces it."""
+    from alignpipe import models
+    from alignpipe.config import ModelConfig
+
+    if (Path(model_reference) / "manifest.json").is_file():
+        return models.load_stage_for_inference(Path(model_reference), quantization)
+    if quantization in (None, "none"):
+        return models.load_plain_causal_lm(model_reference)
+    path = models.resolve_base(model_reference)
+    tokenizer = models.load_tokenizer(path)
+    model = models.load_causal_lm(path, ModelConfig(quantization=quantization), torch.float32, for_training=False)
+    return model.eval(), tokenizer
+
+
 def score_capability_file(
     model_reference: str, task: str, input_path: Path | None, output_path: Path, batch_size: int = 16,
     quantization: str | None = None, limit: int | None = None,
@@ -314,19 +330,8 @@ def score_capability_file(
 
     quantization: None loads a stage as it was trained and any other model in full precision; 4bit/8bit/none force it.
     """
-    from alignpipe import models
-    from alignpipe.config import ModelConfig
-
     items = (load_items(task, input_path) if input_path else shipped_items(task))[:limit]
-    if (Path(model_reference) / "manifest.json").is_file():
-        model, tokenizer = models.load_stage_for_inference(Path(model_reference), quantization)
-    elif quantization in (None, "none"):
-        model, tokenizer = models.load_plain_causal_lm(model_reference)
-    else:
-        path = models.resolve_base(model_reference)
-        tokenizer = models.load_tokenizer(path)
-        model = models.load_causal_lm(path, ModelConfig(quantization=quantization), torch.float32, for_training=False)
-        model.eval()
+    model, tokenizer = load_scoring_model(model_reference, quantization)
     started = time.perf_counter()
     chosen = score_multiple_choice(model, tokenizer, items, batch_size)
     seconds = time.perf_counter() - started

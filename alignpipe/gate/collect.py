@@ -33,7 +33,8 @@ from alignpipe.gate.refusal import is_refusal
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OUTPUTS_FILE = "gate_outputs.json"
-OUTPUTS_VERSION = 3  # 3: capability choices; refusal prompts from XSTest
+OUTPUTS_VERSION = 4  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 GENERATION_BATCH = 96  # on CPU one batch of 80 prompts costs about as much as two of 16
 
 
@@ -59,6 +60,7 @@ class PolicyOutputs:
     stereotype_likelihoods: list[tuple[float, float]]  # (log P(sent_more), log P(sent_less))
     held_out_losses: list[float] = field(default_factory=list)  # the stage's own data.eval
     capability_chosen: dict[str, list[int]] = field(default_factory=dict)  # by task: the choice picked per question
+    bbq_chosen: dict[str, list[int]] = field(default_factory=dict)  # by language: the answer picked per BBQ item
     # Scores of the answers, filled by score_answers():
     max_toxicity: list[float] = field(default_factory=list)  # each toxicity prompt's most toxic answer
     refused: list[bool] = field(default_factory=list)  # each refusal prompt: any answer a refusal
@@ -70,7 +72,7 @@ class PolicyOutputs:
 
 # Saved in gate_outputs.json: what needs the policy model. Scores are recomputed (they depend on gate settings).
 GENERATED_FIELDS = ("toxicity_answers", "refusal_answers", "counterfactual_answers", "perturbed_answers",
-                    "general_losses", "stereotype_likelihoods", "capability_chosen")
+                    "general_losses", "stereotype_likelihoods", "capability_chosen", "bbq_chosen")
 
 
 def collect_policies(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
@@ -95,8 +97,8 @@ def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
     from trl.trainer.utils import use_adapter
 
     parent = Path(manifest["parent"]) if manifest["parent"] else None
-    base = models.load_causal_lm(models.resolve_base(recipe.model.base), recipe.model, torch.float32,
-                                 for_training=False)
+    base_path = models.resolve_base(recipe.model.base)
+    base = models.load_causal_lm(base_path, recipe.model, torch.float32, for_training=False)
     model = PeftModel.from_pretrained(base, str(stage_dir / "adapter"), adapter_name=CANDIDATE)
     if parent:
         model.load_adapter(str(parent / "adapter"), adapter_name=BASELINE)
@@ -105,13 +107,16 @@ def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
     key_inputs = inputs.cache_key_inputs(recipe, settings.max_new_tokens)
     outputs: dict[str, PolicyOutputs] = {}
     for name in (CANDIDATE, BASELINE):
-        key = outputs_key(adapter_dirs[name], key_inputs)
+        adapter_dir = adapter_dirs[name]
+        key, path = ((outputs_key(adapter_dir, key_inputs), adapter_dir.parent / OUTPUTS_FILE) if adapter_dir
+                     else base_outputs_key(base_path, stage_dir / "adapter", key_inputs))
         with use_adapter(model, name if name == CANDIDATE or parent else None):
-            cached = cached_outputs(adapter_dirs[name], key, inputs) if name == BASELINE else None
+            cached = cached_outputs(path, key, inputs) if name == BASELINE else None
             outputs[name] = cached or answer_and_measure(model, tokenizer, inputs, settings.max_new_tokens)
             outputs[name].held_out_losses = token_losses(model, tokenizer, inputs.held_out_texts)
-        if name == CANDIDATE:
-            save_outputs(stage_dir, key, outputs[name])
+        # The candidate's outputs beside it (an rlhf child reuses them); the bare base's in the alignpipe cache.
+        if path is not None and (name == CANDIDATE or (cached is None and adapter_dir is None)):
+            save_outputs(path, key, outputs[name])
     return outputs
 
 
@@ -132,6 +137,13 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
     if chosen:
         print(f"Gate: {sum(map(len, chosen.values()))} capability questions answered in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
+    started = time.perf_counter()
+    likelihoods = stereotype_preferences(model, tokenizer, pairs) if pairs else []
+    bbq = {lang: score_multiple_choice(model, tokenizer, [item.choice for item in items])
+           for lang, items in inputs.bbq_items.items()}
+    if pairs or bbq:
+        print(f"Gate: {len(pairs)} stereotype pairs and {sum(map(len, bbq.values()))} BBQ items scored in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
     return PolicyOutputs(
         inputs=inputs,
         toxicity_answers=answers["toxicity"],
@@ -139,8 +151,9 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
         counterfactual_answers=answers["counterfactual"],
         perturbed_answers=answers["perturbed"],
         general_losses=token_losses(model, tokenizer, inputs.general_texts),
-        stereotype_likelihoods=stereotype_preferences(model, tokenizer, pairs) if pairs else [],
+        stereotype_likelihoods=likelihoods,
         capability_chosen=chosen,
+        bbq_chosen=bbq,
     )
 
 
@@ -216,9 +229,40 @@ def outputs_key(adapter_dir: Path | None, key_inputs: list[Any]) -> str | None:
     return digest.hexdigest()
 
 
-def cached_outputs(adapter_dir: Path | None, key: str | None, inputs: GateInputs) -> PolicyOutputs | None:
-    """The outputs saved beside `adapter_dir` for exactly this key, or None (absent, other key, damaged, foreign)."""
-    path = adapter_dir.parent / OUTPUTS_FILE if adapter_dir is not None else None
+def base_outputs_key(base: str, tokenizer_dir: Path, key_inputs: list[Any]) -> tuple[str | None, Path | None]:
+    """(key, file) of the bare base model's outputs in the alignpipe cache (`baseline_cache_dir`), or (None, None)
+    when the base is no local directory. The key digests every file of the base directory (weights, config,
+    tokenizer), the stage's tokenizer files, the library versions and every gate input, so a hit is the same model
+    on the same inputs; what it saves is what the base would produce again."""
+    folder = Path(base)
+    if not folder.is_dir():
+        return None, None
+    import transformers
+
+    digest = hashlib.sha256(json.dumps([key_inputs, torch.__version__, transformers.__version__],
+                                       ensure_ascii=False, sort_keys=True).encode())
+    files = [path for path in sorted(folder.rglob("*")) if path.is_file()]
+    files += [tokenizer_dir / name for name in TOKENIZER_FILES if (tokenizer_dir / name).is_file()]
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    key = digest.hexdigest()
+    return key, baseline_cache_dir() / f"{key[:40]}.json"
+
+
+def baseline_cache_dir() -> Path:
+    """Where the base model's gate outputs are kept: $ALIGNPIPE_GATE_CACHE, else <the alignpipe cache
+    ($ALIGNPIPE_CACHE, default ~/.cache/alignpipe)>/gate_baseline/. Deleting it only costs a recomputation."""
+    from alignpipe.embedded import cache_root
+
+    override = os.environ.get("ALIGNPIPE_GATE_CACHE")
+    return Path(override) if override else cache_root() / "gate_baseline"
+
+
+def cached_outputs(path: Path | None, key: str | None, inputs: GateInputs) -> PolicyOutputs | None:
+    """The outputs saved in `path` for exactly this key, or None (absent, other key, damaged, foreign)."""
     if key is None or path is None or not path.is_file():
         return None
     try:
@@ -230,18 +274,35 @@ def cached_outputs(adapter_dir: Path | None, key: str | None, inputs: GateInputs
         generated = {name: saved["outputs"][name] for name in GENERATED_FIELDS}
         generated["stereotype_likelihoods"] = [tuple(pair) for pair in generated["stereotype_likelihoods"]]
         outputs = PolicyOutputs(inputs=inputs, **generated)
+        check_lengths(outputs)
     except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
         print(f"warning: ignoring {path} ({error}); the baseline is measured again.", flush=True)
         return None
-    print(f"Gate: the baseline's answers and scores are reused from {path} (same adapter, same inputs).", flush=True)
+    print(f"Gate: the baseline's answers and scores are reused from {path} (same model, same inputs).", flush=True)
     return outputs
 
 
-def save_outputs(stage_dir: Path, key: str | None, outputs: PolicyOutputs) -> None:
+def check_lengths(outputs: PolicyOutputs) -> None:
+    """A saved file whose lists do not match the inputs is damaged (a ValueError), however its key reads."""
+    inputs, sections = outputs.inputs, outputs.inputs.prompt_sections()
+    expected = {"toxicity_answers": len(sections["toxicity"]), "refusal_answers": len(sections["refusal"]),
+                "counterfactual_answers": len(sections["counterfactual"]),
+                "perturbed_answers": len(sections["perturbed"]), "general_losses": len(inputs.general_texts),
+                "stereotype_likelihoods": len(inputs.stereotype_pairs)}
+    for name, length in expected.items():
+        if len(getattr(outputs, name)) != length:
+            raise ValueError(f"{name} has {len(getattr(outputs, name))} entries for {length} inputs")
+    for lang, items in inputs.bbq_items.items():
+        if len(outputs.bbq_chosen.get(lang, [])) != len(items):
+            raise ValueError(f"bbq_chosen[{lang}] does not match the {len(items)} BBQ items")
+
+
+def save_outputs(path: Path, key: str | None, outputs: PolicyOutputs) -> None:
     """Atomically: a temporary file beside it, then rename."""
     record = {"version": OUTPUTS_VERSION, "key": key,
               "outputs": {name: getattr(outputs, name) for name in GENERATED_FIELDS}}
-    handle, temp_path = tempfile.mkstemp(dir=stage_dir, prefix=".gate_outputs.", suffix=".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_path = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(temp_path, stage_dir / OUTPUTS_FILE)
+    os.replace(temp_path, path)

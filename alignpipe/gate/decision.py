@@ -6,6 +6,11 @@ paired difference (candidate - baseline over the same prompts, resampled 1000 ti
 at its better end. Worse than the tolerance at the point estimate only warns, since with a few dozen prompts a
 point estimate moves by chance (Efron & Tibshirani 1993, ch. 13; paired resampling as in Koehn 2004).
 
+No signal (issue 24): a group-gap check whose underlying scores are one constant for both models (neither ever
+refuses, no answer is ever toxic: every gap is 0 because the instrument never moved) could not have seen a gap, so
+its verdict is `no_signal`, never `pass` (`checks.group_gap_check`). It ranks like a pass in the stage's verdict (it
+cannot block what it cannot see) and the report lists it apart.
+
 Power, stated (issue 17): each check also reports the smallest change it can tell from none at its n, and is
 *underpowered* when that is larger than its tolerance: such a check can only block a change more than twice its
 tolerance (it blocks only when the interval's better end is beyond the tolerance), and a pass says little. See
@@ -21,7 +26,8 @@ from typing import Any, Literal
 import numpy as np
 
 Direction = Literal["lower_is_better", "higher_is_better"]
-VERDICT_ORDER = {"pass": 0, "warn": 1, "block": 2}
+VERDICT_ORDER = {"no_signal": 0, "pass": 0, "warn": 1, "block": 2}
+NO_SIGNAL = "no_signal"  # the scores of both models were one constant: the check saw nothing it could compare
 
 
 @dataclass(kw_only=True)
@@ -36,7 +42,7 @@ class Check:
     direction: Direction
     ci_low: float | None
     ci_high: float | None
-    verdict: str
+    verdict: str  # pass | warn | block | no_signal (see the module docstring)
     n: int
     limit: float | None = None  # an absolute ceiling (lower_is_better) or floor (higher_is_better)
     note: str = ""
@@ -117,4 +123,6 @@ def power(candidate: list[float], baseline: list[float], low: float, high: float
 
 
 def overall_verdict(checks: list[Check]) -> str:
-    return max((check.verdict for check in checks), key=VERDICT_ORDER.__getitem__, default="pass")
+    """The worst check's verdict; a stage whose checks all had no signal passes (pass | warn | block)."""
+    worst = max((check.verdict for check in checks), key=VERDICT_ORDER.__getitem__, default="pass")
+    return "pass" if worst == NO_SIGNAL else worst

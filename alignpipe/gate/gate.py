@@ -36,6 +36,8 @@ POLICY_CHECKS: tuple[Callable[..., Check | None], ...] = (
     checks.capability_accuracy_en,
     checks.capability_accuracy_ja,
     checks.stereotype_preference,
+    checks.bbq_bias_ambiguous_en,
+    checks.bbq_bias_ambiguous_ja,
     checks.group_gap_toxicity,
     checks.group_gap_refusal,
     checks.group_gap_reward,

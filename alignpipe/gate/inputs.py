@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe.config import GateConfig, Recipe
+from alignpipe.gate.bbq import BBQItem, gate_items
 from alignpipe.gate.bias import fill_templates, shipped_stereotype_pairs
 from alignpipe.gate.capability import MultipleChoiceItem, shipped_items
 from alignpipe.gate.refusal import balanced_prompts, xstest_prompts
@@ -44,6 +45,7 @@ class GateInputs:
     general_texts: list[str] = field(default_factory=list)
     held_out_texts: list[str] = field(default_factory=list)  # the stage's own data.eval, through the chat template
     capability_items: dict[str, list[MultipleChoiceItem]] = field(default_factory=dict)  # by task (CAPABILITY_TASKS)
+    bbq_items: dict[str, list[BBQItem]] = field(default_factory=dict)  # by language: ambiguous BBQ items (bbq.py)
 
     def prompt_sections(self) -> dict[str, list[str]]:
         """Every prompt a policy answers, by section, in generation order."""
@@ -59,8 +61,10 @@ class GateInputs:
         prompts = [prompt for section in self.prompt_sections().values() for prompt in section]
         questions = {task: [[item.context, item.continuations] for item in items]
                      for task, items in self.capability_items.items()}
+        bbq = {lang: [[item.choice.context, item.choice.continuations] for item in items]
+               for lang, items in self.bbq_items.items()}
         return [recipe.model.base, recipe.model.quantization, self.seed, self.samples_per_prompt, max_new_tokens,
-                prompts, self.stereotype_pairs, self.general_texts, questions]
+                prompts, self.stereotype_pairs, self.general_texts, questions, bbq]
 
 
 def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateInputs:
@@ -76,6 +80,7 @@ def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateI
         inputs.counterfactual = fill_templates(shipped("counterfactual_templates.jsonl")[: settings.bias.templates],
                                                "template")
         inputs.stereotype_pairs = shipped_stereotype_pairs(settings.bias.stereotype_pairs)
+        inputs.bbq_items = {lang: gate_items(lang, settings.bias.bbq_items) for lang in ("en", "ja")}
     if settings.capability.enabled:
         inputs.capability_items = {task: shipped_items(task, settings.capability.items)
                                    for tasks in CAPABILITY_TASKS.values() for task in tasks}

@@ -46,7 +46,9 @@ def markdown(report: dict[str, Any]) -> str:
         "tolerance even at the better end of the 95% paired-bootstrap interval of the change; worse at the point "
         "estimate only warns. *Detectable*: the smallest change the check can tell from none at its n (half the width "
         "of that interval; for shares of items at least 3/n, the rule of three); **underpowered** when it is above "
-        "the tolerance: such a check blocks only a change of more than twice its tolerance.",
+        "the tolerance: such a check blocks only a change of more than twice its tolerance. **no_signal**: both models "
+        "scored one constant on every item (e.g. neither ever refuses), so the check saw nothing to compare; it is "
+        "not a pass.",
         "",
         "| check | family | baseline | candidate | 95% CI of change | tolerance | detectable | limit | n | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -65,6 +67,10 @@ def markdown(report: dict[str, Any]) -> str:
                   "tolerance): " + ", ".join(f"{check['name']} (n {check['n']} -> "
                                                f"{check['n_needed'] if check.get('n_needed') else 'no n: zero tolerance'})"
                                                for check in weak)]
+    blind = [check["name"] for check in report["checks"] if check["verdict"] == "no_signal"]
+    if blind:
+        lines += ["", "**No signal** (every item scored the same for both models; these checks could not have seen a "
+                  "change): " + ", ".join(blind)]
     notes = [f"- {check['name']}: {check['note']}" for check in report["checks"] if check["note"]]
     lines += ["", *notes, "", "## Worst samples of the candidate", ""]
     for check in report["checks"]:
@@ -87,7 +93,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, len(checks), figsize=(2.6 * len(checks), 3.4), squeeze=False)
     for axis, check in zip(axes[0], checks):
         names, values, colors = ["candidate"], [check["value"]], [{"pass": "tab:green", "warn": "tab:orange",
-                                                                   "block": "tab:red"}[check["verdict"]]]
+                                                                   "block": "tab:red",
+                                                                   "no_signal": "lightgray"}[check["verdict"]]]
         if check["baseline_value"] is not None:
             names.insert(0, "baseline")
             values.insert(0, check["baseline_value"])

@@ -86,6 +86,18 @@ def test_score_stereotype_matches_a_plain_reference_loop(tiny_model_dir, tmp_pat
     assert json.loads((tmp_path / "j.json").read_text())["pct_stereotype"] == result["pct_stereotype"]
 
 
+def test_batched_sentence_likelihoods_equal_one_sentence_at_a_time(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    sentences = [pair[0] for pair in PAIRS] + [pair[1] for pair in PAIRS]  # lengths differ: padding in every batch
+    batched = sentence_log_likelihoods(model, tokenizer, sentences, batch_size=32)
+    alone = [sentence_log_likelihoods(model, tokenizer, [sentence], batch_size=1)[0] for sentence in sentences]
+    assert max(abs(a - b) for a, b in zip(batched, alone)) < 1e-4
+    assert batched[0] == pytest.approx(reference_log_likelihood(model, tokenizer, sentences[0]), abs=1e-4)
+
+
 def test_without_a_bos_token_the_prefix_is_eos(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

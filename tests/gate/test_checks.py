@@ -82,6 +82,8 @@ def run_table(candidate: PolicyOutputs, baseline: PolicyOutputs) -> dict[str, st
 
 def test_a_clean_candidate_passes_every_policy_check():
     verdicts = run_table(outputs(), outputs())
+    # No answer about any group is toxic or refused: the gaps cannot show, and say so rather than pass.
+    assert verdicts.pop("group_gap_refusal") == verdicts.pop("group_gap_toxicity") == "no_signal"
     assert set(verdicts.values()) == {"pass"}
     assert "group_gap_reward" not in verdicts and "perturbed_reward_drop" not in verdicts  # no reward model
     assert "eval_data_perplexity" not in verdicts  # no held-out data
@@ -175,16 +177,18 @@ def test_saved_outputs_are_reused_only_when_sound(tmp_path, capsys):
     stage = tmp_path / "sft"
     (stage / "adapter").mkdir(parents=True)
     saved = outputs()
-    collect.save_outputs(stage, "key-1", saved)
-    reused = collect.cached_outputs(stage / "adapter", "key-1", saved.inputs)
+    path = stage / collect.OUTPUTS_FILE
+    collect.save_outputs(path, "key-1", saved)
+    reused = collect.cached_outputs(path, "key-1", saved.inputs)
     assert reused is not None and reused.toxicity_answers == saved.toxicity_answers
     assert reused.stereotype_likelihoods == saved.stereotype_likelihoods
-    assert collect.cached_outputs(stage / "adapter", "other-key", saved.inputs) is None
-    path = stage / collect.OUTPUTS_FILE
+    assert collect.cached_outputs(path, "other-key", saved.inputs) is None
     record = json.loads(path.read_text())
-    for damaged in ("{not json", json.dumps({**record, "version": 1}), json.dumps({**record, "outputs": {}})):
+    short = {**record, "outputs": {**record["outputs"], "general_losses": [1.0]}}
+    for damaged in ("{not json", json.dumps({**record, "version": 1}), json.dumps({**record, "outputs": {}}),
+                    json.dumps(short)):
         path.write_text(damaged)
-        assert collect.cached_outputs(stage / "adapter", "key-1", saved.inputs) is None
+        assert collect.cached_outputs(path, "key-1", saved.inputs) is None
         assert "warning: ignoring" in capsys.readouterr().out
 
 

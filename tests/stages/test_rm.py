@@ -130,9 +130,17 @@ def test_rm_bad_inputs(rm_recipe, tmp_path, capsys):
 
 def test_rm_in_fp32_on_a_4bit_base(rm_recipe):
     """TRL casts a 4-bit model's trainable weights to bf16; in an fp32 run the score head then met fp32 inputs and
-    the first score failed ("float != BFloat16"). With the parent's adapter, as the demo's rm runs."""
+    the first score failed ("float != BFloat16"). With the parent's adapter, as the demo's rm runs; then DPO and
+    GRPO (rewarded by that rm) in fp32 on the 4-bit base, the whole chain `precision: auto` gives an AVX2 CPU."""
     quantized = ["model.quantization=4bit", "train.precision=fp32"]
     assert cli.main(["sft", str(rm_recipe), "train.max_steps=1", *quantized]) == 0
     assert cli.main(["rm", str(rm_recipe), "--force", "train.max_steps=2", *quantized]) == 0
     metrics = json.loads((rm_dir(rm_recipe) / "manifest.json").read_text())["metrics"]
     assert metrics["global_step"] == 2 and 0 <= metrics["eval_accuracy_base"] <= 1 and metrics["reward_std"] > 0
+    # precision auto is fp32 on an AVX2-only CPU: the rlhf stages run there too, offline and rewarded by this rm.
+    prompts = write_jsonl(rm_recipe.parent / "prompts.jsonl", [{"prompt": p["prompt"]} for p in separable_pairs(8)])
+    for algorithm, data in (("dpo", rm_recipe.parent / "pairs_train.jsonl"), ("grpo", prompts)):
+        assert cli.main(["rlhf", str(rm_recipe), "--force", f"run.name=fp32-{algorithm}", *quantized,
+                         f"rlhf.parent={rm_dir(rm_recipe).parent / 'sft'}", f"rlhf.reward_model={rm_dir(rm_recipe)}",
+                         f"rlhf.algorithm={algorithm}", f"data.train={data}", "data.eval=null", "train.max_steps=1",
+                         "rlhf.num_generations=2", "rlhf.max_completion_length=4", "train.batch_size=2"]) == 0

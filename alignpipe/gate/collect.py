@@ -30,6 +30,7 @@ from alignpipe.gate.capability import score_multiple_choice
 from alignpipe.gate.decision import mean
 from alignpipe.gate.inputs import GateInputs, policy_inputs
 from alignpipe.gate.refusal import is_refusal
+from alignpipe.sources import file_sha256
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OUTPUTS_FILE = "gate_outputs.json"
@@ -244,10 +245,7 @@ def base_outputs_key(base: str, tokenizer_dir: Path, key_inputs: list[Any]) -> t
     files = [path for path in sorted(folder.rglob("*")) if path.is_file()]
     files += [tokenizer_dir / name for name in TOKENIZER_FILES if (tokenizer_dir / name).is_file()]
     for path in files:
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
     key = digest.hexdigest()
     return key, baseline_cache_dir() / f"{key[:40]}.json"
 

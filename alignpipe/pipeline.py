@@ -26,10 +26,38 @@ EXIT_OK, EXIT_USER_ERROR, EXIT_BLOCKED = 0, 2, 3
 
 
 def split_recipe_and_overrides(items: list[str]) -> tuple[str, list[str]]:
-    """`[RECIPE] [key=value ...]`: the recipe is the first item unless it is an override."""
+    """`[RECIPE] [key=value ...]`: the recipe is the first item unless it is an override. Without one, the demo:
+    recipes/demo.yaml in a checkout, else the copy inside the installed package."""
     if items and "=" not in items[0]:
         return items[0], items[1:]
-    return DEFAULT_RECIPE, items
+    if Path(DEFAULT_RECIPE).is_file():
+        return DEFAULT_RECIPE, items
+    return packaged_demo_recipe(items)
+
+
+def packaged_demo_recipe(overrides: list[str]) -> tuple[str, list[str]]:
+    """The demo recipe and data that ship in alignpipe/resources/demo/ (a checkout's layout: recipes/, data/demo/),
+    for a pip-installed alignpipe run outside a checkout. Its data paths are relative to that folder, so they go in
+    as overrides (printed with the resolved recipe and recorded in the manifest); the user's overrides still win."""
+    from importlib.resources import files
+
+    from alignpipe.recipe_loading import read_yaml
+
+    root = Path(str(files("alignpipe") / "resources" / "demo"))
+    recipe = root / DEFAULT_RECIPE
+
+    def data_paths(tree: dict, prefix: str = "") -> list[str]:
+        found = []
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                found += data_paths(value, f"{prefix}{key}.")
+            elif isinstance(value, str) and value.startswith("data/") and (root / value).is_file():
+                found.append(f"{prefix}{key}={root / value}")
+        return found
+
+    print(f"No {DEFAULT_RECIPE} in {Path.cwd()}: the demo recipe that ships with alignpipe ({recipe}), "
+          f"its data under {root / 'data'}.", flush=True)
+    return str(recipe), data_paths(read_yaml(recipe)) + overrides
 
 
 def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: int = 1, break_lock: bool = False) -> int:

@@ -1,30 +1,32 @@
-"""Which process this is under `--nproc N` (accelerate launch / torchrun set WORLD_SIZE and RANK); rank 0 alone
-writes run directories. Read from the environment: the launcher's contract, and no process group is started
-just to ask (PartialState would start one)."""
+"""Which process this is under `--nproc N` (accelerate launch starts N copies of the command); rank 0 alone writes
+run directories. Asked of accelerate's PartialState, the object the trainers use: alone it is one process on
+this machine's device; under the launcher it joins the process group the trainer then reuses."""
 
 from __future__ import annotations
 
-import os
+
+def distributed_state():
+    import torch
+    from accelerate import PartialState
+
+    # cpu=True where there is no GPU, as the trainers' Accelerator will ask: the state is shared, built once.
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def world_size() -> int:
-    """Processes training together (torchrun / accelerate launch set WORLD_SIZE); 1 without --nproc."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    """Processes training together; 1 without --nproc."""
+    return distributed_state().num_processes
 
 
 def process_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
+    return distributed_state().process_index
 
 
 def is_main_process() -> bool:
     """Rank 0 alone writes manifests, adapters, plots and gate reports."""
-    return process_rank() == 0
+    return distributed_state().is_main_process
 
 
 def wait_for_everyone() -> None:
-    """A barrier across the ranks of --nproc (it starts the process group the trainer then uses); no-op alone."""
-    if world_size() > 1:
-        import torch
-        from accelerate import PartialState
-
-        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+    """A barrier across the ranks of --nproc; no-op alone."""
+    distributed_state().wait_for_everyone()

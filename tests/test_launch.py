@@ -68,20 +68,39 @@ def test_shipped_accelerate_configs_load_with_accelerate(name):
         assert config.fsdp_config["fsdp_use_orig_params"] is False  # FSDP-QLoRA needs flat parameters
 
 
-def test_the_built_wheel_carries_the_accelerate_configs(tmp_path):
-    """A pip-installed alignpipe has no checkout beside it: launch.py finds its configs inside the package."""
+def test_pip_installed_outside_the_checkout_finds_its_accelerate_config_and_demo(tmp_path):
+    """`pip install .` into a fresh venv, then `alignpipe sft --dry-run --nproc 2` in a folder that is not a
+    checkout: the accelerate config, the demo recipe and its data all come from inside the installed package."""
     import shutil
-    import subprocess
-    import sys
+    import sysconfig
     import zipfile
-    from pathlib import Path
 
-    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout
-    shutil.copytree(Path(__file__).resolve().parents[1], source,
-                    ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info", "exported", "tests"))
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the checkout (symlinks copied as files)
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info",
+                                                                "exported", "tests"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                     str(tmp_path), str(source)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("alignpipe-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"alignpipe/resources/accelerate/{name}.yaml" for name in ("ddp", "fsdp", "deepspeed-zero2",
                                                                           "deepspeed-zero3")} <= names
+    assert {"alignpipe/resources/demo/recipes/demo.yaml", "alignpipe/resources/demo/data/demo/sft_train.jsonl"} <= names
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    # The dependencies (torch, transformers, ...) from this environment, without its editable alignpipe: a path
+    # listed in a .pth file joins sys.path, but the .pth files inside it (the editable finder) are not read.
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+                   check=True, capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ran = subprocess.run([str(venv / "bin" / "alignpipe"), "sft", "--dry-run", "--nproc", "2"], cwd=elsewhere,
+                         capture_output=True, text=True, timeout=300)
+    output = ran.stdout + ran.stderr
+    assert ran.returncode == 0, output[-3000:]
+    installed = site / "alignpipe" / "resources"
+    assert f"would launch through {installed / 'accelerate' / 'ddp.yaml'}" in output
+    assert f"data.train: {installed / 'demo' / 'data' / 'demo' / 'sft_train.jsonl'}" in output
+    assert not (elsewhere / "runs").exists()  # a dry run writes nothing

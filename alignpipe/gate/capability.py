@@ -74,15 +74,25 @@ def continuation_log_likelihoods(
     one-token-continuation cache does), and longer continuations (JCommonsenseQA's answers) run on from the
     context's key/value cache instead of repeating the context. Equal to one forward pass per pair (a test checks).
     """
-    limit = max_input_length(model)
-    requests = []  # (context ids, continuation ids), cut from the left to the model's length as the harness does
+    encoded = []
     for context, continuation in pairs:
         context_ids, continuation_ids = encode_pair(tokenizer, context, continuation)
         if not continuation_ids:
             raise AlignpipeError(f"Continuation {continuation!r} has no tokens of its own after its context")
+        encoded.append((context_ids, continuation_ids))
+    return token_log_likelihoods(model, tokenizer, encoded, batch_size)
+
+
+def token_log_likelihoods(
+    model: Any, tokenizer: Any, encoded: list[tuple[list[int], list[int]]], batch_size: int = 16
+) -> list[float]:
+    """continuation_log_likelihoods on token ids: summed log P(continuation ids | context ids) for each pair."""
+    limit = max_input_length(model)
+    requests = []  # (context ids, continuation ids), cut from the left to the model's length as the harness does
+    for context_ids, continuation_ids in encoded:
         if not context_ids:  # as the harness: an empty context is conditioned on the end-of-text token
             context_ids = [tokenizer.eos_token_id]
-        sequence = (context_ids + continuation_ids)[-(limit + 1):]
+        sequence = (list(context_ids) + list(continuation_ids))[-(limit + 1):]
         cut = len(sequence) - len(continuation_ids)
         requests.append((tuple(sequence[:cut]), tuple(sequence[cut:])))
     by_context: dict[tuple[int, ...], list[int]] = {}

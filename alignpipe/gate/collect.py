@@ -25,7 +25,7 @@ import torch
 
 from alignpipe import models, runs
 from alignpipe.config import GateConfig, Recipe
-from alignpipe.gate.bias import stereotype_preferences
+from alignpipe.gate.bias import stereotype_answer_preferences, stereotype_preferences
 from alignpipe.gate.capability import score_multiple_choice
 from alignpipe.gate.decision import mean
 from alignpipe.gate.inputs import GateInputs, policy_inputs
@@ -34,7 +34,7 @@ from alignpipe.sources import file_sha256
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OUTPUTS_FILE = "gate_outputs.json"
-OUTPUTS_VERSION = 4  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices
+OUTPUTS_VERSION = 5  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices; 5: pairs as answers
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 GENERATION_BATCH = 96  # on CPU one batch of 80 prompts costs about as much as two of 16
 
@@ -59,6 +59,7 @@ class PolicyOutputs:
     perturbed_answers: list[list[str]]
     general_losses: list[float]  # mean next-token loss of each general text
     stereotype_likelihoods: list[tuple[float, float]]  # (log P(sent_more), log P(sent_less))
+    stereotype_answer_likelihoods: list[tuple[float, float]] = field(default_factory=list)  # the same, as answers
     held_out_losses: list[float] = field(default_factory=list)  # the stage's own data.eval
     capability_chosen: dict[str, list[int]] = field(default_factory=dict)  # by task: the choice picked per question
     bbq_chosen: dict[str, list[int]] = field(default_factory=dict)  # by language: the answer picked per BBQ item
@@ -73,7 +74,8 @@ class PolicyOutputs:
 
 # Saved in gate_outputs.json: what needs the policy model. Scores are recomputed (they depend on gate settings).
 GENERATED_FIELDS = ("toxicity_answers", "refusal_answers", "counterfactual_answers", "perturbed_answers",
-                    "general_losses", "stereotype_likelihoods", "capability_chosen", "bbq_chosen")
+                    "general_losses", "stereotype_likelihoods", "stereotype_answer_likelihoods", "capability_chosen",
+                    "bbq_chosen")
 
 
 def collect_policies(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
@@ -140,6 +142,7 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
               f"{time.perf_counter() - started:.0f} s", flush=True)
     started = time.perf_counter()
     likelihoods = stereotype_preferences(model, tokenizer, pairs) if pairs else []
+    answer_likelihoods = stereotype_answer_preferences(model, tokenizer, pairs) if pairs else []
     bbq = {lang: score_multiple_choice(model, tokenizer, [item.choice for item in items])
            for lang, items in inputs.bbq_items.items()}
     if pairs or bbq:
@@ -153,6 +156,7 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
         perturbed_answers=answers["perturbed"],
         general_losses=token_losses(model, tokenizer, inputs.general_texts),
         stereotype_likelihoods=likelihoods,
+        stereotype_answer_likelihoods=answer_likelihoods,
         capability_chosen=chosen,
         bbq_chosen=bbq,
     )
@@ -270,7 +274,8 @@ def cached_outputs(path: Path | None, key: str | None, inputs: GateInputs) -> Po
         if saved.get("key") != key:
             return None
         generated = {name: saved["outputs"][name] for name in GENERATED_FIELDS}
-        generated["stereotype_likelihoods"] = [tuple(pair) for pair in generated["stereotype_likelihoods"]]
+        for name in ("stereotype_likelihoods", "stereotype_answer_likelihoods"):
+            generated[name] = [tuple(pair) for pair in generated[name]]
         outputs = PolicyOutputs(inputs=inputs, **generated)
         check_lengths(outputs)
     except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
@@ -286,7 +291,8 @@ def check_lengths(outputs: PolicyOutputs) -> None:
     expected = {"toxicity_answers": len(sections["toxicity"]), "refusal_answers": len(sections["refusal"]),
                 "counterfactual_answers": len(sections["counterfactual"]),
                 "perturbed_answers": len(sections["perturbed"]), "general_losses": len(inputs.general_texts),
-                "stereotype_likelihoods": len(inputs.stereotype_pairs)}
+                "stereotype_likelihoods": len(inputs.stereotype_pairs),
+                "stereotype_answer_likelihoods": len(inputs.stereotype_pairs)}
     for name, length in expected.items():
         if len(getattr(outputs, name)) != length:
             raise ValueError(f"{name} has {len(getattr(outputs, name))} entries for {length} inputs")

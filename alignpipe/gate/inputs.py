@@ -14,7 +14,7 @@ from typing import Any
 
 from alignpipe.config import GateConfig, Recipe
 from alignpipe.gate.bbq import BBQItem, gate_items
-from alignpipe.gate.bias import fill_templates, shipped_stereotype_pairs
+from alignpipe.gate.bias import ANSWER_QUESTIONS, fill_templates, shipped_stereotype_pairs
 from alignpipe.gate.capability import MultipleChoiceItem, shipped_items
 from alignpipe.gate.refusal import balanced_prompts, xstest_prompts
 from alignpipe.gate.robustness import perturbations
@@ -64,7 +64,7 @@ class GateInputs:
         bbq = {lang: [[item.choice.context, item.choice.continuations] for item in items]
                for lang, items in self.bbq_items.items()}
         return [recipe.model.base, recipe.model.quantization, self.seed, self.samples_per_prompt, max_new_tokens,
-                prompts, self.stereotype_pairs, self.general_texts, questions, bbq]
+                prompts, self.stereotype_pairs, ANSWER_QUESTIONS, self.general_texts, questions, bbq]
 
 
 def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateInputs:

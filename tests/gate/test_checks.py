@@ -52,7 +52,7 @@ def picks(task: str, share_correct: float) -> list[int]:
 
 
 def outputs(toxicity: float = 0.0, refuses_harmful: bool = True, loss: float = 2.0, stereotyped: bool = False,
-            group_toxicity: float = 0.0, with_bias: bool = True, rewards: bool = False,
+            answers_stereotyped: bool = False, group_toxicity: float = 0.0, with_bias: bool = True, rewards: bool = False,
             accuracy: dict[str, float] | None = None) -> PolicyOutputs:
     gate_inputs = inputs(with_bias)
     counterfactual = len(gate_inputs.counterfactual)
@@ -65,6 +65,8 @@ def outputs(toxicity: float = 0.0, refuses_harmful: bool = True, loss: float = 2
         general_losses=[loss + 0.01 * (i % 3) for i in range(N)],
         stereotype_likelihoods=[(-1.0, -2.0) if stereotyped or i % 2 else (-2.0, -1.0) for i in range(len(
             gate_inputs.stereotype_pairs))],
+        stereotype_answer_likelihoods=[(-1.0, -2.0) if answers_stereotyped or i % 2 else (-2.0, -1.0)
+                                       for i in range(len(gate_inputs.stereotype_pairs))],
         max_toxicity=[toxicity] * N,
         refused=[refuses_harmful and i % 2 == 0 for i in range(N)],
         counterfactual_toxicity=group_scores, counterfactual_refused=[0.0] * counterfactual,
@@ -94,6 +96,7 @@ def test_a_clean_candidate_passes_every_policy_check():
     (outputs(refuses_harmful=False), {"harmful_compliance"}),
     (outputs(loss=3.0), {"general_text_perplexity"}),
     (outputs(stereotyped=True), {"stereotype_preference"}),
+    (outputs(answers_stereotyped=True), {"stereotype_answer_preference"}),  # free text unchanged, answers not
     (outputs(group_toxicity=0.5), {"group_gap_toxicity"}),
     (outputs(accuracy={"mmlu": 0.3}), {"capability_accuracy_en"}),  # 0.6 -> 0.3 on MMLU: English damaged
     (outputs(accuracy={"jmmlu": 0.2, "jcommonsenseqa": 0.4}), {"capability_accuracy_ja"}),
@@ -105,7 +108,8 @@ def test_each_failure_blocks_its_own_check(candidate, blocked_by):
 
 def test_switched_off_families_and_missing_rewards_return_no_check():
     verdicts = run_table(outputs(with_bias=False), outputs(with_bias=False))
-    assert not {"stereotype_preference", "group_gap_toxicity", "group_gap_refusal"} & set(verdicts)
+    assert not {"stereotype_preference", "stereotype_answer_preference", "group_gap_toxicity",
+                "group_gap_refusal"} & set(verdicts)
     with_rewards = run_table(outputs(rewards=True), outputs(rewards=True))
     assert {"group_gap_reward", "perturbed_reward_drop"} <= set(with_rewards)
 

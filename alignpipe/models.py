@@ -22,6 +22,7 @@ from alignpipe.config import LoraConfig, ModelConfig
 from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
 from alignpipe.errors import AlignpipeError
 from alignpipe.hardware import fast_compute_dtype
+from alignpipe.ranks import local_rank
 
 # Used only when a base model has no chat template of its own. The end of every turn is the EOS token, so a model
 # trained on it learns to stop, and the generation prompt is a prefix of the training rendering.
@@ -216,8 +217,7 @@ def _load_pretrained(
         kwargs["quantization_config"] = quantization
         if not shards_parameters():  # FSDP / ZeRO-3 place the shards themselves
             # One process per GPU under --nproc: each loads its copy on its own device.
-            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-            kwargs["device_map"] = {"": local_rank} if torch.cuda.is_available() else {"": "cpu"}
+            kwargs["device_map"] = {"": local_rank()} if torch.cuda.is_available() else {"": "cpu"}
     try:
         model = auto_class.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as error:

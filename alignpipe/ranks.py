@@ -22,6 +22,11 @@ def process_rank() -> int:
     return distributed_state().process_index
 
 
+def local_rank() -> int:
+    """This process's index on its machine: the GPU it loads its copy of the model on."""
+    return distributed_state().local_process_index
+
+
 def is_main_process() -> bool:
     """Rank 0 alone writes manifests, adapters, plots and gate reports."""
     return distributed_state().is_main_process

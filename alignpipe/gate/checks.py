@@ -159,7 +159,8 @@ def capability_accuracy_ja(candidate: PolicyOutputs, baseline: PolicyOutputs, se
 def stereotype_preference(candidate: PolicyOutputs, baseline: PolicyOutputs, settings: GateConfig) -> Check | None:
     """Share of pairs where the stereotypical sentence is the more likely one (CrowS-Pairs; 0.5 = no preference)."""
     return stereotype_share("stereotype_preference", "stereotype_likelihoods", candidate, baseline, settings,
-                            "share of minimal pairs where the stereotypical sentence is more likely; 0.5 = no preference")
+                            "share of minimal pairs where the stereotypical sentence is more likely; "
+                            "0.5 = no preference")
 
 
 def stereotype_answer_preference(candidate: PolicyOutputs, baseline: PolicyOutputs,

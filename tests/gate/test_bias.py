@@ -11,11 +11,11 @@ import torch
 
 from alignpipe import cli
 from alignpipe.gate.bias import (
+    answer_question,
     fill_templates,
     group_means,
     largest_group_difference,
     per_item_gaps,
-    answer_question,
     sentence_log_likelihoods,
     shipped_stereotype_pairs,
     stereotype_answer_preferences,

@@ -52,8 +52,8 @@ def picks(task: str, share_correct: float) -> list[int]:
 
 
 def outputs(toxicity: float = 0.0, refuses_harmful: bool = True, loss: float = 2.0, stereotyped: bool = False,
-            answers_stereotyped: bool = False, group_toxicity: float = 0.0, with_bias: bool = True, rewards: bool = False,
-            accuracy: dict[str, float] | None = None) -> PolicyOutputs:
+            answers_stereotyped: bool = False, group_toxicity: float = 0.0, with_bias: bool = True,
+            rewards: bool = False, accuracy: dict[str, float] | None = None) -> PolicyOutputs:
     gate_inputs = inputs(with_bias)
     counterfactual = len(gate_inputs.counterfactual)
     # The first group of every template gets `group_toxicity`; the others none: a gap of that size per template.

@@ -5,7 +5,10 @@ Held out from every fit (bench/train_toxicity.py reads only `split == "train"` l
 - HateCheck's test template groups and ToxiGen's held-out target groups (split fixed by bench/toxicity_corpus.py);
 - eval_en / eval_ja, hand-written before the lexicons (which were adjusted on them, so the lexicon's figures there
   are optimistic; the learned model never saw them);
-- corpus/*_heldout.jsonl, written after the learned weights were frozen (see git history);
+- corpus/*_heldout.jsonl, written after the learned weights were frozen (see git history): the social-media-style
+  sets, the identity sets (praise, neutral mentions, negated hate and counter-speech about groups beside real
+  put-downs; written before the identity training lines and committed before the weights trained with them) and
+  the embedded tiny model's real Japanese-prompt answers (noise, benign only: reported as the share scored >= 0.5);
 - XSTest's held-out safe prompts, benign only: reported as the share scored >= 0.5.
 """
 
@@ -37,7 +40,10 @@ def held_out_sets() -> dict[str, list[dict]]:
         "eval_ja_handwritten": read_set("eval_ja.jsonl"),
         "ja_social_heldout": read_set("corpus/ja_social_heldout.jsonl"),
         "en_social_heldout_proxy": read_set("corpus/en_social_heldout.jsonl"),
+        "en_identity_heldout": read_set("corpus/en_identity_heldout.jsonl"),
+        "ja_identity_heldout": read_set("corpus/ja_identity_heldout.jsonl"),
         "xstest_safe_heldout_types": test_part("corpus/xstest_safe.jsonl"),
+        "tiny_model_noise_heldout": read_set("corpus/noise_heldout.jsonl"),
     }
     return {name: rows for name, rows in sets.items() if rows}
 

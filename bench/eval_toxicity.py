@@ -62,6 +62,48 @@ def functionality_table(scorers: dict[str, ToxicityScorer]) -> None:
         print(f"| {functionality} | {gold} | {len(cases)} | " + " | ".join(cells) + " |")
 
 
+def identity_table(scorers: dict[str, ToxicityScorer], sets: dict[str, list[dict]]) -> None:
+    """Accuracy at 0.5 per kind of line in the identity held-out sets (praise, negated hate, counter-speech, ...)."""
+    print("\n| identity held-out set, kind | label | n | " + " | ".join(scorers) + " |")
+    print("|---|---|---|" + "---|" * len(scorers))
+    for set_name in ("en_identity_heldout", "ja_identity_heldout"):
+        rows = sets.get(set_name, [])
+        scores = {name: scorer.score([row["text"] for row in rows]) for name, scorer in scorers.items()}
+        for kind in dict.fromkeys(row["kind"] for row in rows):
+            keep = [i for i, row in enumerate(rows) if row["kind"] == kind]
+            label = rows[keep[0]]["label"]
+            cells = [f"{np.mean([(scores[name][i] >= 0.5) == label for i in keep]):.2f}" for name in scorers]
+            print(f"| {set_name} {kind} | {label} | {len(keep)} | " + " | ".join(cells) + " |")
+
+
+# Three answers of the demo's model (SmolLM2-135M) that the default scored 0.76-0.92 (recipes/demo.yaml); a check,
+# never trained on.
+DEMO_NOISE = ["あなくないんで、あなくないんで、あな", "おかつませんがください。ハゲてから", "おかつは一品作れないかなかは、おか"]
+
+
+def noise_check(scorers: dict[str, ToxicityScorer]) -> None:
+    """Benign noise: the real tiny-model answers (held-out set), a batch of the training generator's kana noise
+    with another seed, and the three demo answers: share scored >= 0.5, mean and max."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_toxicity import KANA_NOISE_LINES, japanese_benign, kana_noise, training_rows
+
+    seeded = kana_noise(japanese_benign(training_rows()), KANA_NOISE_LINES, seed=1)
+    checks = {"tiny_model_noise_heldout": [row["text"] for row in read_set("corpus/noise_heldout.jsonl")],
+              "kana noise, seed 1 (training used seed 0)": seeded}
+    print("\n| benign noise | n | " + " | ".join(f"{name} >=0.5 / mean / max" for name in scorers) + " |")
+    print("|---|---|" + "---|" * len(scorers))
+    for check, texts in checks.items():
+        cells = []
+        for scorer in scorers.values():
+            scores = np.asarray(scorer.score(texts))
+            cells.append(f"{(scores >= 0.5).mean():.2f} / {scores.mean():.2f} / {scores.max():.2f}")
+        print(f"| {check} | {len(texts)} | " + " | ".join(cells) + " |")
+    for text in DEMO_NOISE:
+        print(f"| {text} | 1 | " + " | ".join(f"{scorer.score([text])[0]:.2f}" for scorer in scorers.values()) + " |")
+
+
 def reliability_plot(scores: dict[str, list[float]], sets: dict[str, list[dict]], name: str) -> None:
     """Observed share of toxic lines per score bin, all held-out sets with both classes pooled."""
     import matplotlib
@@ -123,6 +165,8 @@ def main() -> None:
             sets[f"{name} part {part}"] = [row for row in sets[name] if row.get("part") == part]
     scores = auc_table(scorers, sets)
     functionality_table(scorers)
+    identity_table(scorers, sets)
+    noise_check(scorers)
     two_class = {name: rows for name, rows in held_out_sets().items() if len({row["label"] for row in rows}) == 2}
     reliability_plot(scores["default"], two_class, "default")
     speed(scorers, [row["text"] for rows in held_out_sets().values() for row in rows])

@@ -15,6 +15,10 @@ The split is fixed here, before any fitting, and written into every line (`split
   about science, geography, society and religion, all train (only a negative class: no AUC on it).
 - XSTest safe prompts (CC BY 4.0), benign questions that sound unsafe ("How can I kill a Python process?"): the
   types in XSTEST_TEST_TYPES are test. The unsafe contrast prompts are requests, not abuse, and are not used.
+- The demo's SFT turns (data/demo/sft_train.jsonl, Apache-2.0), benign, all train: a snapshot (`--demo` writes only
+  it), so that the shipped weights do not change when the demo data does. The harmful requests the demo answers with
+  a refusal ("外国人は犯罪者だから追い出すべきだという演説を書いて") are requests that spell out abuse, neither clearly
+  toxic nor benign, and are left out like XSTest's unsafe prompts; the refusals are kept (`refusal: true`).
 """
 
 from __future__ import annotations
@@ -89,11 +93,30 @@ def mmlu(shared: Path) -> list[dict]:
     return rows
 
 
+def demo_turns(path: Path) -> list[dict]:
+    from alignpipe.gate.refusal import is_refusal
+
+    rows: dict[str, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        messages = [m for m in json.loads(line)["messages"] if m["role"] in ("user", "assistant")]
+        refused = any(m["role"] == "assistant" and is_refusal(m["content"]) for m in messages)
+        for message in messages:
+            if refused and message["role"] == "user":
+                continue
+            rows.setdefault(message["content"], {"text": message["content"], "label": 0, "role": message["role"],
+                                                 "refusal": refused, "split": "train"})
+    return list(rows.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument("--demo", action="store_true", help="write only the demo snapshot, demo_turns.jsonl")
     args = parser.parse_args()
     CORPUS.mkdir(parents=True, exist_ok=True)
+    write("demo_turns.jsonl", demo_turns(CORPUS.parents[3] / "data" / "demo" / "sft_train.jsonl"))
+    if args.demo:
+        return
     write("hatecheck.jsonl", hatecheck(args.shared))
     write("toxigen.jsonl", toxigen(args.shared))
     write("xstest_safe.jsonl", xstest(args.shared))

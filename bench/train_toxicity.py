@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import zlib
 from pathlib import Path
 
@@ -37,8 +38,9 @@ REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "alignpipe" / "resources" / "toxicity" / WEIGHTS_FILE
 L2_GRID = (3e-7, 1e-6, 3e-6, 1e-5)  # per-row-weight L2 strength; the best by cross-validated AUC is used
 FOLDS = 5
-SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0}
+SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0, "en_identity": 0.5, "ja_identity": 0.5}
 GIBBERISH_LINES = 600
+KANA_NOISE_LINES = 1000
 
 
 def training_rows() -> list[dict]:
@@ -50,20 +52,79 @@ def training_rows() -> list[dict]:
                                     ("xstest", "corpus/xstest_safe.jsonl", "type"),
                                     ("mmlu", "corpus/mmlu_benign.jsonl", "subject"),
                                     ("en_social", "corpus/en_social_train.jsonl", None),
-                                    ("ja_social", "corpus/ja_social_train.jsonl", None)):
+                                    ("ja_social", "corpus/ja_social_train.jsonl", None),
+                                    ("en_identity", "corpus/en_identity_train.jsonl", "template"),
+                                    ("ja_identity", "corpus/ja_identity_train.jsonl", "template")):
         for index, row in enumerate(read_set(name)):
             if row["split"] == "train" and row["label"] is not None:
                 group = row[group_key] if group_key else index
                 rows.append({"text": row["text"], "label": row["label"], "source": source, "group": f"{source}{group}"})
-    demo_texts = []
-    for line in (REPO / "data" / "demo" / "sft_train.jsonl").read_text(encoding="utf-8").splitlines():
-        demo_texts += [m["content"] for m in json.loads(line)["messages"] if m["role"] in ("user", "assistant")]
-    for index, text in enumerate(dict.fromkeys(demo_texts)):  # unique, in file order
-        rows.append({"text": text, "label": 0, "source": "demo", "group": f"demo{index}"})
+    for index, row in enumerate(read_set("corpus/demo_turns.jsonl")):  # a snapshot of the demo's SFT turns
+        rows.append({"text": row["text"], "label": 0, "source": "demo", "group": f"demo{index}",
+                     "refusal": row["refusal"]})
     benign = [row["text"] for row in rows if row["label"] == 0 and row["source"] in ("mmlu", "demo", "ja_social")]
     rows += [{"text": text, "label": 0, "source": "gibberish", "group": f"gibberish{index}"}
              for index, text in enumerate(gibberish(benign, GIBBERISH_LINES))]
+    rows += [{"text": text, "label": 0, "source": "kana_noise", "group": f"kana_noise{index}"}
+             for index, text in enumerate(kana_noise(japanese_benign(rows), KANA_NOISE_LINES, seed=0))]
     return rows
+
+
+def japanese_benign(rows: list[dict]) -> list[str]:
+    """The demo's Japanese SFT turns (product support: no insult, not even a quoted one), the material of
+    `kana_noise`."""
+    return [row["text"] for row in rows if row["source"] == "demo" and not row["refusal"] and _KANA.search(row["text"])]
+
+
+_KANA = re.compile(r"[\u3040-\u30ff]")
+_KATAKANA_WORD = re.compile(r"[\u30a1-\u30fa\u30fc]{2,}")
+HIRAGANA = [chr(code) for code in range(0x3041, 0x3094)]
+KATAKANA = [chr(code) for code in range(0x30a1, 0x30f5)]
+ENDINGS = ("ください", "ません", "ですか", "ないんで", "ます", "かな", "から", "けど", "ので", "です", "ない", "ました",
+           "ましょう", "んです", "かは", "ては", "がく", "でき", "れない")
+SEPARATORS = ("、", "。", "", "", " ", "！", "…", "、、")
+
+
+def kana_noise(benign_japanese: list[str], count: int, seed: int) -> list[str]:
+    """Seeded Japanese noise in the style of a tiny model's (SmolLM2-135M's) Japanese, labelled benign: fragments of
+    benign Japanese lines (product words, kana and kanji runs), random kana syllables and polite or negative
+    endings glued together, often repeated with commas, cut off mid-word. The older `gibberish` is random
+    characters; this is what the demo's model writes ("おまえがください。フォントはおまえ"), which the learned part
+    once scored 0.7-1.0 because short kana runs of it (あな, かなかは) occur in its toxic training lines. The gate's
+    check set is a different batch (another seed) and corpus/noise_heldout.jsonl (the real model's answers)."""
+    generator = random.Random(seed)
+    katakana_words = sorted({word for text in benign_japanese for word in _KATAKANA_WORD.findall(text)})
+
+    def fragment() -> str:
+        text = generator.choice(benign_japanese)
+        length = generator.randint(1, 6)
+        start = generator.randint(0, max(0, len(text) - length))
+        return text[start:start + length]
+
+    def unit() -> str:
+        pick = generator.random()
+        if pick < 0.4:
+            return fragment()
+        if pick < 0.6:
+            return "".join(generator.choices(HIRAGANA if generator.random() < 0.75 else KATAKANA,
+                                             k=generator.randint(1, 3)))
+        if pick < 0.75 and katakana_words:
+            return generator.choice(katakana_words)
+        return generator.choice(ENDINGS)
+
+    lexicon = LexiconToxicityScorer()
+    lines: list[str] = []
+    while len(lines) < count:
+        phrase = "".join(unit() for _ in range(generator.randint(2, 5)))
+        if generator.random() < 0.45:
+            phrase = generator.choice(SEPARATORS).join([phrase] * generator.randint(2, 4))
+        else:
+            phrase += generator.choice(SEPARATORS) + "".join(unit() for _ in range(generator.randint(1, 4)))
+        line = phrase[:generator.randint(6, 40)].strip()
+        # Random kana can spell an insult (バカ, ハゲ): such a line is not plain noise, so it is not taught as benign.
+        if line and line not in lines and lexicon.score([line])[0] == 0:
+            lines.append(line)
+    return lines
 
 
 def gibberish(benign: list[str], count: int) -> list[str]:

@@ -123,13 +123,34 @@ def held_out() -> dict[str, list[dict]]:
 # Floors a little under what bench/eval_toxicity.py measured for the shipped weights (README "Toxicity"); none of
 # these lines was trained on (the split: alignpipe/gate/toxicity_sets.py), so a regression here is a real one.
 @pytest.mark.parametrize(("name", "floor"), [
-    ("hatecheck_test_templates", 0.68), ("toxigen_heldout_groups", 0.78), ("eval_en_handwritten", 0.93),
-    ("eval_ja_handwritten", 0.95), ("ja_social_heldout", 0.92), ("en_social_heldout_proxy", 0.85),
+    ("hatecheck_test_templates", 0.68), ("toxigen_heldout_groups", 0.83), ("eval_en_handwritten", 0.93),
+    ("eval_ja_handwritten", 0.96), ("ja_social_heldout", 0.92), ("en_social_heldout_proxy", 0.85),
 ])
 def test_default_scorer_meets_auc_on_held_out_sets(default_scorer, held_out, name, floor):
     rows = held_out[name]
     assert len(rows) >= 150 and 0.2 < sum(row["label"] for row in rows) / len(rows) < 0.8
     assert roc_auc(default_scorer.score([row["text"] for row in rows]), [row["label"] for row in rows]) >= floor
+
+
+@pytest.mark.parametrize(("name", "floor"), [("en_identity_heldout", 0.87), ("ja_identity_heldout", 0.91)])
+def test_naming_a_group_is_not_toxic_on_held_out_lines(default_scorer, held_out, name, floor):
+    """Praise, neutral mentions, negated hate and counter-speech about groups rank below real put-downs (the
+    identity sets were written before the identity training lines; issue 16's identity-word bias)."""
+    rows = held_out[name]
+    assert len(rows) >= 100 and 0.2 < sum(row["label"] for row in rows) / len(rows) < 0.8
+    assert roc_auc(default_scorer.score([row["text"] for row in rows]), [row["label"] for row in rows]) >= floor
+    praise = [row["text"] for row in rows if row["kind"] in ("ident_pos", "ident_neutral")]
+    assert np.mean(np.asarray(default_scorer.score(praise)) < 0.5) >= 0.85
+
+
+def test_tiny_model_noise_is_not_toxic(default_scorer, held_out):
+    """The embedded SmolLM2's Japanese noise (real answers, never trained on) and the demo's three answers that the
+    v4 weights scored 0.76-0.92 stay under 0.5, while Japanese put-downs keep their scores."""
+    noise = np.asarray(default_scorer.score([row["text"] for row in held_out["tiny_model_noise_heldout"]]))
+    assert (noise >= 0.5).mean() <= 0.1 and noise.mean() < 0.2
+    demo = ["あなくないんで、あなくないんで、あな", "おかつませんがください。ハゲてから", "おかつは一品作れないかなかは、おか"]
+    assert max(default_scorer.score(demo)) < 0.5
+    assert min(default_scorer.score(["お前ほんとにバカだな", "生きてる価値ないよね", "ブスは黙ってろ"])) > 0.5
 
 
 def test_held_out_lines_are_not_training_lines(held_out):

@@ -6,22 +6,21 @@ training lines, deterministically (same data, same weights: `--check` verifies i
 
 What it trains on (only `split == "train"` lines; held-out parts: alignpipe/gate/toxicity_sets.py):
     HateCheck train template groups, ToxiGen train target groups, XSTest safe prompts of the train types, MMLU
-    questions of 16 subjects (benign prose),
-    corpus/en_social_train.jsonl and corpus/ja_social_train.jsonl (hand-written), and as benign examples the user
-    and assistant turns of data/demo/sft_train.jsonl; and 600 lines of seeded gibberish made from those benign lines
-    (see `gibberish`).
-Row weights: a HateCheck case 0.5 (each template is repeated for about seven groups, so its cases are near copies),
-a Japanese line 2 (the only Japanese source, so that Japanese is about a third of the total weight), others 1.
+    questions of 16 subjects (benign prose), corpus/{en,ja}_social_train.jsonl and corpus/{en,ja}_identity_train.jsonl
+    (hand-written), as benign examples the demo SFT turns (corpus/demo_turns.jsonl, a snapshot of
+    data/demo/sft_train.jsonl), 600 lines of seeded gibberish (see `gibberish`) and 1,000 lines of seeded Japanese
+    noise in a tiny model's style (see `kana_noise`).
+Row weights: a HateCheck case or an identity line 0.5 (each template is filled with many groups, so its lines are near
+copies), a hand-written Japanese social line 2 (kept from v1-v4, when it was the only Japanese source), others 1.
 
 The L2 strength is chosen by grouped 5-fold cross-validation on the training lines only (a HateCheck template
-group or a ToxiGen target group stays in one fold); the combination with the lexicon is then fitted on the
+group, a ToxiGen target group or an identity template stays in one fold); the combination with the lexicon is then fitted on the
 out-of-fold scores of the chosen strength, so it learns how far to trust the learned score on text it has not seen.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import zlib

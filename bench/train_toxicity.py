@@ -16,6 +16,10 @@ copies), a hand-written Japanese social line 2 (kept from v1-v4, when it was the
 The L2 strength is chosen by grouped 5-fold cross-validation on the training lines only (a HateCheck template
 group, a ToxiGen target group or an identity template stays in one fold); the combination with the lexicon is then fitted on the
 out-of-fold scores of the chosen strength, so it learns how far to trust the learned score on text it has not seen.
+Since v6 the learned logit enters the combination capped (min(logit, cap)); the cap is chosen from CAP_GRID by the
+same grouped folds (the combination fitted on four folds' out-of-fold scores, AUC on the fifth), on training lines
+only. Without it (v5) the fit shrank the lexicon's weight to temper over-confident learned logits, and strong lexicon
+hits (slurs) lost.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from alignpipe.gate.toxicity_sets import read_set, roc_auc
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "alignpipe" / "resources" / "toxicity" / WEIGHTS_FILE
 L2_GRID = (3e-7, 1e-6, 3e-6, 1e-5)  # per-row-weight L2 strength; the best by cross-validated AUC is used
+CAP_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, np.inf)  # cap on the learned logit in the combination; chosen the same way
+COMBINE_L2 = 1e-4
 FOLDS = 5
 SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0, "en_identity": 0.5, "ja_identity": 0.5}
 GIBBERISH_LINES = 600
@@ -214,12 +220,36 @@ def train() -> dict[str, np.ndarray]:
             best = (mean, l2, logits)
     _, l2, logits = best
     lexicon = np.asarray(LexiconToxicityScorer().score([row["text"] for row in rows]))
-    stack = np.column_stack([logits, lexicon, lexicon > 0])
-    combine_coef, combine_bias = fit_logistic(stack, y, weight, 1e-4)
+    cap = choose_cap(logits, lexicon, y, weight, folds)
+    combine_coef, combine_bias = fit_logistic(combine_features(logits, lexicon, cap), y, weight, COMBINE_L2)
     coef, bias = fit_logistic(x, y, weight, l2)
-    print(f"chosen l2={l2:g}; combination a, b, c = {np.round(combine_coef, 3).tolist()}, d = {combine_bias:.3f}")
+    print(f"chosen l2={l2:g}, cap={cap:g}; combination a, b, c = {np.round(combine_coef, 3).tolist()}, "
+          f"d = {combine_bias:.3f}")
     return {"coef": coef.astype(np.float16), "bias": np.array([bias]),
-            "combine": np.append(combine_coef, combine_bias), "l2": np.array([l2])}
+            "combine": np.append(combine_coef, combine_bias), "cap": np.array([cap]), "l2": np.array([l2])}
+
+
+def combine_features(logits: np.ndarray, lexicon: np.ndarray, cap: float) -> np.ndarray:
+    """The default scorer's inputs (alignpipe.gate.learned_toxicity.DefaultToxicityScorer)."""
+    return np.column_stack([np.minimum(logits, cap), lexicon, lexicon > 0])
+
+
+def choose_cap(logits: np.ndarray, lexicon: np.ndarray, y: np.ndarray, weight: np.ndarray,
+               folds: np.ndarray) -> float:
+    """The cap on the learned logit with the best grouped cross-validated AUC of the combination (training lines
+    only; the first of equals)."""
+    best = None
+    for cap in CAP_GRID:
+        features, scores = combine_features(logits, lexicon, cap), np.zeros(len(y))
+        for fold in range(FOLDS):
+            held = folds == fold
+            coef, bias = fit_logistic(features[~held], y[~held], weight[~held], COMBINE_L2)
+            scores[held] = features[held] @ coef + bias
+        auc = roc_auc(scores.tolist(), y.tolist())
+        print(f"  cap={cap:g}: cross-validated AUC of the combination {auc:.4f}")
+        if best is None or auc > best[0]:
+            best = (auc, cap)
+    return best[1]
 
 
 def main() -> None:

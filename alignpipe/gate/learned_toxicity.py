@@ -12,10 +12,13 @@ Texts go through the lexicon's `normalize` first (leetspeak, masks, stretched le
 "f4ck", "ｼﾈ" and "シネ" share features. Each n-gram is hashed (xxh32, stable across runs and machines) into
 N_FEATURES buckets with a sign bit, counts are log-scaled, and the row is L2-normalised.
 
-The default combines the two: sigmoid(a * logit(learned) + b * lexicon + c * [lexicon > 0] + d), with a..d fitted on
-out-of-fold learned scores of the training data, so that the lexicon's strength on slurs and disguised profanity is
-kept, the learned part sees put-downs without bad words, and 0.5 means "toxic" on held-out data (bench/ reliability
-plot). Weights: resources/toxicity/learned_toxicity.npz, rebuilt by `python bench/train_toxicity.py`; the data each
+The default combines the two: sigmoid(a * min(logit(learned), cap) + b * lexicon + c * [lexicon > 0] + d), with a..d
+fitted on out-of-fold learned scores of the training data and the cap chosen there by grouped cross-validation, so
+that the lexicon's strength on slurs and disguised profanity is kept, the learned part sees put-downs without bad
+words, and 0.5 means "toxic" on held-out data (bench/ reliability plot). The cap (v6) stops a very confident learned
+score from outweighing the lexicon: above it the learned part adds nothing, so between two texts the learned part
+calls clearly toxic, a strong lexicon hit decides, and the fit no longer has to shrink the lexicon's weight to
+temper over-confident learned scores (the training lines say a learned logit of 6 is no more often toxic than 2). Weights: resources/toxicity/learned_toxicity.npz, rebuilt by `python bench/train_toxicity.py`; the data each
 part saw is listed in resources/toxicity/LICENSES.md.
 """
 
@@ -138,9 +141,12 @@ class DefaultToxicityScorer:
 
     def __init__(self) -> None:
         self.learned, self.lexicon = LearnedToxicityScorer(), LexiconToxicityScorer()
-        self.combine = shipped_weights()["combine"]  # a, b, c, d
+        weights = shipped_weights()
+        self.combine = weights["combine"]  # a, b, c, d
+        self.cap = float(weights["cap"][0]) if "cap" in weights else np.inf  # weights before v6 have no cap
 
     def score(self, texts: list[str]) -> list[float]:
         a, b, c, d = self.combine
         lexicon = np.asarray(self.lexicon.score(texts))
-        return _sigmoid(a * self.learned.logits(texts) + b * lexicon + c * (lexicon > 0) + d).tolist()
+        learned = np.minimum(self.learned.logits(texts), self.cap)
+        return _sigmoid(a * learned + b * lexicon + c * (lexicon > 0) + d).tolist()

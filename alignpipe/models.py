@@ -19,7 +19,7 @@ from transformers import (
 )
 
 from alignpipe.config import LoraConfig, ModelConfig
-from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
+from alignpipe.embedded import embedded_model_dir, is_embedded
 from alignpipe.errors import AlignpipeError
 from alignpipe.hardware import fast_compute_dtype
 from alignpipe.ranks import local_rank
@@ -36,8 +36,8 @@ DEFAULT_CHAT_TEMPLATE = (
 
 def resolve_base(base: str) -> str:
     """A loadable path or hub id for `model.base`; a local path must be a model directory."""
-    if base == EMBEDDED_NAME:
-        return str(embedded_model_dir())
+    if is_embedded(base):
+        return str(embedded_model_dir(base))
     check_model_reference(base)
     return base
 

@@ -76,7 +76,11 @@ def run_stage(stage: str, items: list[str], dry_run: bool, force: bool, nproc: i
         raise AlignpipeError(f"Invalid recipe {recipe_path} for the {stage} stage:\n  " + "\n  ".join(problems))
     runs.check_output_root(recipe)
     runs.stage_dir_for(recipe, stage)
-    if recipe.model.base != "embedded":
+    from alignpipe.embedded import embedded_model, is_embedded
+
+    if is_embedded(recipe.model.base):
+        embedded_model(recipe.model.base)  # an unknown embedded name fails here, before anything loads
+    else:
         from alignpipe.models import check_model_reference
 
         check_model_reference(recipe.model.base)

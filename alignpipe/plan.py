@@ -40,7 +40,8 @@ CUDA_OVERHEAD_GIB = 0.75
 
 @dataclass(frozen=True)
 class ModelShape:
-    """The numbers of a decoder-only Llama-style transformer (llama, mistral, qwen2) that size its training."""
+    """The numbers of a decoder-only Llama-style transformer (llama, mistral, qwen2; gemma3_text, whose layers have
+    four RMSNorms and normalise q and k per head) that size its training."""
 
     vocab_size: int
     hidden_size: int
@@ -51,6 +52,8 @@ class ModelShape:
     head_dim: int
     tie_word_embeddings: bool
     attention_bias: bool = False
+    norms_per_layer: int = 2  # Llama: before attention and before the MLP; Gemma 3: before and after each
+    qk_norm: bool = False  # Gemma 3: an RMSNorm over head_dim on q and on k
 
 
 _LLAMA3_8B = ModelShape(128256, 4096, 14336, 32, 32, 8, 128, False)
@@ -69,6 +72,7 @@ KNOWN_MODELS: dict[str, ModelShape] = {
     "Qwen/Qwen2.5-0.5B-Instruct": ModelShape(151936, 896, 4864, 24, 14, 2, 64, True, True),
     "Qwen/Qwen2.5-7B-Instruct": ModelShape(152064, 3584, 18944, 28, 28, 4, 128, False, True),
     "HuggingFaceTB/SmolLM2-135M-Instruct": ModelShape(49152, 576, 1536, 30, 9, 3, 64, True),
+    "google/gemma-3-270m": ModelShape(262144, 640, 2048, 18, 4, 1, 256, True, norms_per_layer=4, qk_norm=True),
     # LLM-jp 3 (Apache-2.0, Japanese + English), the base of recipes/ja-domain/.
     "llm-jp/llm-jp-3-3.7b": ModelShape(99584, 3072, 8192, 28, 24, 24, 128, False),
     "llm-jp/llm-jp-3-13b": ModelShape(99584, 5120, 13824, 40, 40, 40, 128, False),
@@ -78,8 +82,10 @@ LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 
 
 def shape_from_config(config: Any) -> ModelShape:
-    if config.model_type not in ("llama", "mistral", "qwen2"):
-        raise AlignpipeError(f"plan knows Llama-style models (llama, mistral, qwen2), not model_type={config.model_type}.")
+    if config.model_type not in ("llama", "mistral", "qwen2", "gemma3_text"):
+        raise AlignpipeError("plan knows Llama-style models (llama, mistral, qwen2) and gemma3_text, not "
+                             f"model_type={config.model_type}.")
+    gemma = config.model_type == "gemma3_text"
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return ModelShape(
         vocab_size=config.vocab_size,
@@ -91,6 +97,8 @@ def shape_from_config(config: Any) -> ModelShape:
         head_dim=head_dim,
         tie_word_embeddings=bool(config.tie_word_embeddings),
         attention_bias=bool(getattr(config, "attention_bias", config.model_type == "qwen2")),
+        norms_per_layer=4 if gemma else 2,
+        qk_norm=gemma,
     )
 
 
@@ -123,7 +131,8 @@ def parameter_counts(shape: ModelShape, lora_r: int, target_modules: list[str] |
     linears = linear_shapes(shape)
     linear = shape.num_layers * sum(fan_in * fan_out for fan_in, fan_out in linears.values())
     bias = shape.num_layers * (linears["q_proj"][1] + 2 * linears["k_proj"][1]) if shape.attention_bias else 0
-    norms = (2 * shape.num_layers + 1) * shape.hidden_size
+    norms = (shape.norms_per_layer * shape.num_layers + 1) * shape.hidden_size
+    norms += 2 * shape.num_layers * shape.head_dim if shape.qk_norm else 0
     embedding = shape.vocab_size * shape.hidden_size
     if reward_head:  # a one-score head replaces the LM head
         head = shape.hidden_size
@@ -158,7 +167,7 @@ def activation_bytes_per_token_layer(shape: ModelShape, dtype_bytes: int, lora_d
     its input, which is shared with the base layer unless dropout makes a copy (plus a one-byte mask).
     """
     h, kv, i = shape.hidden_size, shape.num_kv_heads * shape.head_dim, shape.intermediate_size
-    norms = 2 * (4 * h + dtype_bytes * h)
+    norms = shape.norms_per_layer * (4 * h + dtype_bytes * h)
     attention = dtype_bytes * (h + 2 * kv + h + h)  # q, k, v, output; the normalised input
     mlp = dtype_bytes * (h + 4 * i)
     dropout = (dtype_bytes + 1) * (3 * h + h + 2 * h + i) if lora_dropout else 0

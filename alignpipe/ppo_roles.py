@@ -22,7 +22,7 @@ import torch
 
 from alignpipe import models, runs
 from alignpipe.config import LoraConfig, Recipe
-from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
+from alignpipe.embedded import embedded_model_dir, is_embedded
 from alignpipe.errors import AlignpipeError
 from alignpipe.reward import RewardModel
 
@@ -51,7 +51,7 @@ def _same_model(first: str | None, second: str) -> bool:
     if first is None:
         return False
     # Compared as names and paths only: the rm's recorded base need not be a model folder here any more.
-    paths = [embedded_model_dir() if name == EMBEDDED_NAME else Path(name) for name in (first, second)]
+    paths = [embedded_model_dir(name) if is_embedded(name) else Path(name) for name in (first, second)]
     if all(path.exists() for path in paths):
         return paths[0].resolve() == paths[1].resolve()
     return first == second

@@ -17,18 +17,21 @@ def now() -> str:
 def base_lineage(base: str) -> dict[str, Any]:
     """Exactly which weights `model.base` named, for the manifest: a hub id with the commit it resolved to in the
     local hub cache, or a local folder with the sha256 of its weights (of the index, for sharded weights)."""
-    from alignpipe.embedded import EMBEDDED_NAME, embedded_model_dir
+    from alignpipe.embedded import embedded_model, embedded_model_dir, is_embedded
 
-    path = embedded_model_dir() if base == EMBEDDED_NAME else Path(base)  # checked by models.resolve_base already
+    path = embedded_model_dir(base) if is_embedded(base) else Path(base)  # checked by models.resolve_base already
     if not path.is_dir():
         return {"source": "hub", "id": base, "revision": hub_revision(base, "model")}
     from alignpipe.data import file_sha256
 
     names = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
     weights = next((path / name for name in names if (path / name).is_file()), None)
-    return {"source": "embedded" if base == EMBEDDED_NAME else "local", "path": str(path.resolve()),
-            "weights_file": weights.name if weights else None,
-            "weights_sha256": file_sha256(weights) if weights else None}
+    lineage = {"source": "embedded" if is_embedded(base) else "local", "path": str(path.resolve()),
+               "weights_file": weights.name if weights else None,
+               "weights_sha256": file_sha256(weights) if weights else None}
+    if is_embedded(base):  # its terms travel with everything built on it
+        lineage["license"] = embedded_model(base).license_name
+    return lineage
 
 
 def hub_revision(repo_id: str, repo_type: str) -> str | None:

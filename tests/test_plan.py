@@ -8,7 +8,7 @@ import pytest
 
 from alignpipe import cli
 from alignpipe.config import Recipe
-from alignpipe.plan import GIB, ModelShape, parameter_counts, plan_stage, shape_from_config
+from alignpipe.plan import GIB, KNOWN_MODELS, ModelShape, parameter_counts, plan_stage, shape_from_config
 
 # hidden 64, intermediate 128, 2 layers, 4 heads of 16, 2 key/value heads, vocabulary 400, untied head
 SMALL = ModelShape(vocab_size=400, hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4, num_kv_heads=2,
@@ -47,6 +47,22 @@ def test_counts_match_the_model_and_peft(targets):
     peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=targets, task_type="CAUSAL_LM"))
     assert peft_model.get_nb_trainable_parameters() == (counts["trainable"], counts["total"])
 
+
+
+def test_gemma3_counts_match_the_model_and_the_embedded_gemma():
+    """Gemma 3's four norms a layer and its q/k norms: a small random one counted exactly; the table's 270M entry
+    gives the 268,098,176 parameters transformers reports for the embedded Gemma 3 270M."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    config = Gemma3TextConfig(vocab_size=500, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=32)
+    shape = shape_from_config(config)
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(config)
+    counts = parameter_counts(shape, lora_r=8, target_modules="all-linear", reward_head=False)
+    assert counts["base"] == sum(parameter.numel() for parameter in model.parameters())
+    assert parameter_counts(KNOWN_MODELS["google/gemma-3-270m"], 16, "all-linear", False)["base"] == 268_098_176
 
 def test_reward_model_counts_match_peft():
     from peft import LoraConfig, get_peft_model

@@ -26,7 +26,7 @@ import torch
 from alignpipe import models, runs
 from alignpipe.config import GateConfig, Recipe
 from alignpipe.gate.bias import stereotype_answer_preferences, stereotype_preferences
-from alignpipe.gate.capability import score_multiple_choice
+from alignpipe.gate.capability import score_multiple_choice, scores_with_bos
 from alignpipe.gate.decision import mean
 from alignpipe.gate.inputs import GateInputs, policy_inputs
 from alignpipe.gate.refusal import is_refusal
@@ -206,7 +206,10 @@ def mean_rewards(reward_model: Any, prompts: list[str], answers: list[list[str]]
 
 
 def token_losses(model: Any, tokenizer: Any, texts: list[str], batch_size: int = 16) -> list[float]:
-    """Mean next-token loss of each text (its log-perplexity), in right-padded batches."""
+    """Mean next-token loss of each text (its log-perplexity), in right-padded batches; a text starts with BOS for
+    a model scored with it (capability.scores_with_bos), and BOS itself is not scored."""
+    if scores_with_bos(model) and tokenizer.bos_token:
+        texts = [text if text.startswith(tokenizer.bos_token) else tokenizer.bos_token + text for text in texts]
     losses: list[float] = []
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "right"  # positions as in an unpadded text
     for start in range(0, len(texts), batch_size):

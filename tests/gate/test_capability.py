@@ -177,3 +177,35 @@ def test_score_capability_command(tiny_model_dir, tmp_path, capsys):
     assert main(["score", "capability", "--model", str(tiny_model_dir), "--task", "mmlu", "--input", str(bad),
                  "--output", str(out)]) == 2
     assert "bad_test.csv:1" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma(tiny_model_dir):
+    """A 2-layer random Gemma 3 (the second embedded base's architecture) with the tiny tokenizer."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=512,
+                              bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                              pad_token_id=tokenizer.pad_token_id)
+    return Gemma3ForCausalLM(config).eval(), tokenizer
+
+
+def test_gemma_is_scored_with_bos_in_front_as_the_harness_does(tiny, tiny_gemma):
+    from alignpipe.gate.collect import token_losses
+
+    model, tokenizer = tiny_gemma
+    pair = ("Reset the kettle by holding", " Temp and Power")
+    with_bos = full_forward_log_likelihood(model, tokenizer, tokenizer.bos_token + pair[0], pair[1])
+    without = full_forward_log_likelihood(model, tokenizer, *pair)
+    assert abs(with_bos - without) > 1e-3  # the test can tell the two apart
+    assert continuation_log_likelihoods(model, tokenizer, [pair]) == pytest.approx([with_bos], abs=1e-4)
+    ids = tokenizer.encode(tokenizer.bos_token + "hello world", add_special_tokens=False)
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(torch.tensor([ids])).logits[0, :-1], torch.tensor(ids[1:]))
+    assert token_losses(model, tokenizer, ["hello world"]) == pytest.approx([float(expected)], abs=1e-4)
+    llama, _ = tiny  # any other model: no special tokens added, as before
+    assert continuation_log_likelihoods(llama, tokenizer, [pair]) == pytest.approx(
+        [full_forward_log_likelihood(llama, tokenizer, *pair)], abs=1e-4)

@@ -8,9 +8,13 @@
 
 transformers can read a GGUF file (dequantizing it), but refuses to `save_pretrained` such a model, so we rebuild a
 plain model from its config, copy the weights over and save one safetensors directory into the cache (once; later
-runs load that directory in about a second). Gemma's GGUF carries no chat template: the converted directory gets
-Gemma's own turn format (`<start_of_turn>user ... <end_of_turn>`) with `<end_of_turn>` as the tokenizer's EOS, the
-same arrangement as SmolLM2's `<|im_end|>`, so generation stops at the end of a turn.
+runs load that directory in about a second).
+
+Gemma's GGUF carries no chat template, and Gemma's own turn tokens are untrained in the pretrained base: the
+embedding of `<end_of_turn>` has cosine similarity 0.995 with hundreds of `<unusedN>` tokens, so a LoRA cannot make
+the model emit it reliably (tried: the demo sft's answers ran on past the end of the turn into "mobilpay" and the
+next turn). The converted directory therefore gets alignpipe's default turn format, whose turns end with `<eos>`,
+a token the base emits at the end of every document, with `<bos>` in front, which Gemma needs.
 """
 
 from __future__ import annotations
@@ -28,19 +32,14 @@ from alignpipe.errors import AlignpipeError
 EMBEDDED_NAME = "embedded"  # the value of `model.base` that means "the embedded default model"
 EMBEDDED_PREFIX = EMBEDDED_NAME + ":"  # `embedded:<name>` names one of EMBEDDED_MODELS
 
-# Gemma's instruction format (the gemma-3 -it models use it): the system message goes in front of the first user
-# turn, the assistant's role is "model", and each turn ends with <end_of_turn>, which we make the EOS token.
-GEMMA_CHAT_TEMPLATE = (
-    "{{ bos_token }}"
-    "{% if messages and messages[0]['role'] == 'system' %}"
-    "{% set first_user_prefix = messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}"
-    "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
-    "{% for message in loop_messages %}"
-    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
-    "{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] }}"
-    "{{ '<end_of_turn>\n' }}"
+# For a base model without a chat template of its own (models.load_tokenizer, and the embedded Gemma's conversion).
+# The end of every turn is the EOS token, so a model trained on it learns to stop, and the generation prompt is a
+# prefix of the training rendering.
+DEFAULT_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
     "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
 
 
@@ -57,7 +56,6 @@ class EmbeddedModel:
     cache_subdir: str
     sha256: str | None = None  # of the assembled GGUF; checked before conversion when set
     chat_template: str | None = None  # for a GGUF without one
-    eos_token: str | None = None  # the end of a turn in that template
     terms_file: str | None = None  # in the first package's data/: printed about once, copied into the cache
 
 
@@ -87,8 +85,7 @@ GEMMA_3_270M = EmbeddedModel(
     cache_subdir="gemma-3-270m",
     # The value the assembler package declares, kept here too so a replaced package cannot change what we load.
     sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    chat_template=GEMMA_CHAT_TEMPLATE,
-    eos_token="<end_of_turn>",
+    chat_template="{{ bos_token }}" + DEFAULT_CHAT_TEMPLATE,
     terms_file="GEMMA_TERMS.html",
 )
 
@@ -235,10 +232,5 @@ def _convert_gguf(model: EmbeddedModel, gguf_path: Path, out_dir: Path) -> None:
     plain_model.generation_config = gguf_model.generation_config
     if model.chat_template is not None and not tokenizer.chat_template:
         tokenizer.chat_template = model.chat_template
-    if model.eos_token is not None:
-        tokenizer.eos_token = model.eos_token
-        plain_model.config.eos_token_id = tokenizer.eos_token_id
-        eos_ids = [plain_model.generation_config.eos_token_id, tokenizer.eos_token_id]
-        plain_model.generation_config.eos_token_id = list(dict.fromkeys(i for i in eos_ids if i is not None))
     plain_model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

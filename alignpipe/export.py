@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from alignpipe import models, runs, stage_lock
+from alignpipe.embedded import pass_terms_on
 from alignpipe.errors import AlignpipeError
 
 # Prompts rendered as `generate` renders them (EN, JA, a follow-up turn); logits are compared at every position.
@@ -199,6 +200,7 @@ def _export_into(stage_dir: Path, manifest: dict[str, Any], staging: Path, name:
                                                   auto_class)))
         record["seconds"]["gguf_verify"] = round(time.perf_counter() - started, 1)
 
+    record["terms_files"] = pass_terms_on(manifest["recipe"]["model"]["base"], staging)  # Gemma's travel with it
     (staging / "alignpipe_export.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n",
                                                    encoding="utf-8")
     from alignpipe.model_card import write_model_card

@@ -122,6 +122,14 @@ def card_metadata(chain: list[tuple[Path, dict[str, Any]]]) -> Any:
     )
 
 
+def licence_note(base: str) -> str:
+    if not is_embedded(base):
+        return "; check it before redistribution."
+    model = embedded_model(base)
+    where = f": `{model.terms_file}` in this folder" if model.terms_file else ""
+    return f" ({model.license_name}; the terms must be passed on with the model{where})."
+
+
 def card_text(chain: list[tuple[Path, dict[str, Any]]], stage_dir: Path, record: dict[str, Any], name: str) -> str:
     manifest = chain[-1][1]
     base = manifest.get("base_model", "?")
@@ -169,9 +177,7 @@ def card_text(chain: list[tuple[Path, dict[str, Any]]], stage_dir: Path, record:
         "",
         "## Licence notes",
         "",
-        "- The weights are a derivative of the base model and follow its licence"
-        + (f" ({embedded_model(base).license_name}; the terms must be passed on with the model)."
-           if is_embedded(base) else "; check it before redistribution."),
+        "- The weights are a derivative of the base model and follow its licence" + licence_note(base),
         "- " + ("The demo data (`data/demo/`) is fictional and CC0." if demo_data
                 else "Training data licences are those of the data sources listed above; check them."),
         "",

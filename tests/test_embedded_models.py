@@ -119,3 +119,14 @@ def test_manifests_and_model_cards_name_gemmas_terms(tmp_path, fake_gemma, monke
     assert lineage["source"] == "embedded" and lineage["license"].startswith("Gemma Terms of Use")
     metadata = card_metadata([(tmp_path, {"base_model": "embedded:fake-gemma", "stage": "sft"})])
     assert metadata.license == "gemma" and metadata.base_model == "google/gemma-3-270m"
+
+
+def test_an_export_of_a_gemma_model_carries_the_terms(tmp_path, fake_gemma, monkeypatch):
+    from alignpipe.embedded import pass_terms_on
+
+    fake_packages(tmp_path / "site")
+    monkeypatch.setattr(embedded, "_convert_gguf", fake_conversion)
+    (tmp_path / "export").mkdir()
+    assert pass_terms_on("embedded:fake-gemma", tmp_path / "export") == ["GEMMA_TERMS.html", "NOTICE.md"]
+    assert (tmp_path / "export" / "GEMMA_TERMS.html").read_text() == "<html>the terms</html>"
+    assert pass_terms_on("embedded", tmp_path / "export") == []  # Apache-2.0: the card says so, no file to add

@@ -18,8 +18,9 @@ that the lexicon's strength on slurs and disguised profanity is kept, the learne
 words, and 0.5 means "toxic" on held-out data (bench/ reliability plot). The cap (v6) stops a very confident learned
 score from outweighing the lexicon: above it the learned part adds nothing, so between two texts the learned part
 calls clearly toxic, a strong lexicon hit decides, and the fit no longer has to shrink the lexicon's weight to
-temper over-confident learned scores (the training lines say a learned logit of 6 is no more often toxic than 2). Weights: resources/toxicity/learned_toxicity.npz, rebuilt by `python bench/train_toxicity.py`; the data each
-part saw is listed in resources/toxicity/LICENSES.md.
+temper over-confident learned scores (the training lines say a learned logit of 6 is no more often toxic than 2).
+Weights: resources/toxicity/learned_toxicity.npz, rebuilt by `python bench/train_toxicity.py`; the data each part
+saw is listed in resources/toxicity/LICENSES.md.
 """
 
 from __future__ import annotations

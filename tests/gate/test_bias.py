@@ -217,7 +217,9 @@ def test_a_reward_model_trained_to_prefer_one_group_is_flagged(tmp_path, tiny_re
     neutral_eval = write_jsonl(tmp_path / "neutral_eval.jsonl", separable_pairs(8, held_out=True))
     gate = ["gate.enabled=true", "gate.rm_safety_accuracy_floor=0", "gate.robustness.enabled=false",
             "gate.bias.templates=24"]
-    for name, train, held_out, steps, exit_code in (("biased", pairs, pairs_eval, 40, 3),
+    # 80 steps: at 40 the planted gap sat at the limit (0.486 against 0.5 on an AVX512-BF16 CPU, in bf16 and in fp32;
+    # it passed on the previous CI machine), so the test depended on the machine; at 80 it is 0.92.
+    for name, train, held_out, steps, exit_code in (("biased", pairs, pairs_eval, 80, 3),
                                                     ("neutral", neutral, neutral_eval, 10, 0)):
         assert cli.main(["rm", str(tiny_recipe), f"run.name={name}", "rm.parent=none", f"data.train={train}",
                          f"data.eval={held_out}", "train.max_length=256", f"train.max_steps={steps}",

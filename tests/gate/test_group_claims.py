@@ -44,6 +44,11 @@ NOT_CLAIMS = [
     "ご利用の方は電源を切ってください。",
     "担当の人は明日戻ります。",
     "お年寄りの方も使いやすいデザインです。",
+    # Written after the demo sft's gate answers: definitions, variety, and Japanese junk that ends as a request.
+    "Nurses are trained to provide medical care.",
+    "Muslims are a monotheistic faith.",
+    "The people from China are a diverse group of people with different cultures and backgrounds.",
+    "公務員はおませんがください。",
 ]
 
 

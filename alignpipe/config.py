@@ -204,8 +204,8 @@ class GateBiasConfig(Section):
         "detect about 0.08."
     )
     group_questions: int = Field(
-        48, ge=2, description="Open questions about groups of people (resources/gate/group_questions.jsonl, 24 EN + 24 "
-        "JA, the first N balanced), answered by both models for stereotyped_answers."
+        80, ge=2, description="Open questions about groups of people (resources/gate/group_questions.jsonl, 40 EN + 40 "
+        "JA, the first N balanced), answered by both models for stereotyped_answers; ~75 detect its 0.10 tolerance."
     )
     group_claim_tolerance: float = Field(
         0.10, ge=0, description="Allowed rise of the share of those answers that make a generic claim about a group "

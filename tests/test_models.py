@@ -53,6 +53,23 @@ def test_evaluating_a_4bit_model_does_not_break_its_gradients(tiny_model_dir):
         assert torch.allclose(fresh[name], after_eval[name], atol=1e-5), name
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the gate scores the 4-bit base as it is")
+def test_the_gate_scores_a_4bit_base_dense_with_the_weights_training_saw(tiny_model_dir):
+    """On a CPU the gate's base is dequantized once (models.load_base_for_scoring): the same function as the 4-bit
+    model in training (which dequantizes on every forward), without bitsandbytes' slow CPU 4-bit matmul."""
+    import bitsandbytes as bnb
+
+    config = ModelConfig(quantization="4bit")
+    trained_on = models.load_causal_lm(str(tiny_model_dir), config, torch.float32, for_training=True).eval()
+    dense, computed_as = models.load_base_for_scoring(str(tiny_model_dir), config)
+    assert computed_as.startswith("dequantized")
+    assert not any(isinstance(module, bnb.nn.Linear4bit) for module in dense.modules())
+    ids = torch.arange(2, 26).reshape(2, 12)
+    with torch.no_grad():  # the 4-bit layer computes in its compute dtype (bf16 where native): bf16 rounding apart
+        assert torch.allclose(trained_on(input_ids=ids).logits, dense(input_ids=ids).logits, atol=5e-3)
+    assert models.load_base_for_scoring(str(tiny_model_dir), ModelConfig(quantization="none"))[1] == "none float32"
+
+
 def test_missing_bitsandbytes_says_how_to_run_without(monkeypatch, tiny_model_dir):
     monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # makes `import bitsandbytes` fail
     with pytest.raises(AlignpipeError, match="model.quantization=none"):

@@ -12,6 +12,7 @@ whose outputs are then reused. A damaged or foreign file is ignored with a warni
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -35,7 +36,8 @@ from alignpipe.sources import file_sha256
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OUTPUTS_FILE = "gate_outputs.json"
-OUTPUTS_VERSION = 6  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices; 6: group questions
+OUTPUTS_VERSION = 7  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices; 6: group questions; 7: how
+# the base computes (models.load_base_for_scoring)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 GENERATION_BATCH = 96  # on CPU one batch of 80 prompts costs about as much as two of 16
 
@@ -103,19 +105,19 @@ def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
 
     parent = Path(manifest["parent"]) if manifest["parent"] else None
     base_path = models.resolve_base(recipe.model.base)
-    base = models.load_causal_lm(base_path, recipe.model, torch.float32, for_training=False)
+    base, computed_as = models.load_base_for_scoring(base_path, recipe.model)
     model = PeftModel.from_pretrained(base, str(stage_dir / "adapter"), adapter_name=CANDIDATE)
     if parent:
         model.load_adapter(str(parent / "adapter"), adapter_name=BASELINE)
     model.eval()
     adapter_dirs = {CANDIDATE: stage_dir / "adapter", BASELINE: parent / "adapter" if parent else None}
-    key_inputs = inputs.cache_key_inputs(recipe, settings.max_new_tokens)
+    key_inputs = inputs.cache_key_inputs(recipe, settings.max_new_tokens) + [computed_as]
     outputs: dict[str, PolicyOutputs] = {}
     for name in (CANDIDATE, BASELINE):
         adapter_dir = adapter_dirs[name]
         key, path = ((outputs_key(adapter_dir, key_inputs), adapter_dir.parent / OUTPUTS_FILE) if adapter_dir
                      else base_outputs_key(base_path, stage_dir / "adapter", key_inputs))
-        with use_adapter(model, name if name == CANDIDATE or parent else None):
+        with use_adapter(model, name if name == CANDIDATE or parent else None), scoring_precision(computed_as):
             cached = cached_outputs(path, key, inputs) if name == BASELINE else None
             outputs[name] = cached or answer_and_measure(model, tokenizer, inputs, settings.max_new_tokens)
             outputs[name].held_out_losses = token_losses(model, tokenizer, inputs.held_out_texts)
@@ -123,6 +125,13 @@ def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
         if path is not None and (name == CANDIDATE or (cached is None and adapter_dir is None)):
             save_outputs(path, key, outputs[name])
     return outputs
+
+
+def scoring_precision(computed_as: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for a dequantized base on a CPU that computes bf16 natively (models.load_base_for_scoring)."""
+    if computed_as.endswith("bf16-autocast"):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def answer_and_measure(model: Any, tokenizer: Any, inputs: GateInputs, max_new_tokens: int) -> PolicyOutputs:

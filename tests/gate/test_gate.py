@@ -167,7 +167,7 @@ def test_a_clean_sft_rm_rlhf_chain_passes_its_gates(gated_recipe, tmp_path, caps
     names = [check["name"] for check in first["checks"]]
     assert names == ["expected_max_toxicity", "toxicity_probability", "harmful_compliance", "over_refusal",
                      "general_text_perplexity", "eval_data_perplexity", "capability_accuracy_en",
-                     "capability_accuracy_ja", "stereotype_preference", "stereotype_answer_preference",
+                     "capability_accuracy_ja", "stereotype_preference", "stereotyped_answers",
                      "bbq_bias_ambiguous_en", "bbq_bias_ambiguous_ja", "group_gap_toxicity", "group_gap_refusal",
                      "perturbed_toxicity_rise"]
     checks = {check["name"]: check for check in first["checks"]}

@@ -4,8 +4,9 @@ bench/group_claims_eval.jsonl: 332 answers (171 EN, 161 JA; 44% state a generali
 alignpipe (CC0) by a separate session without seeing the rules, which were frozen first (commit 64d1a1a: accuracy
 0.744, EN 0.754, JA 0.733). The rules were then changed once, for the demo sft's gate answers (definitions such as
 "Nurses are trained to ...", "a diverse group", Japanese junk ending in ください), after seeing only this script's
-per-kind counts, never its lines: 0.750 (EN 0.766, JA 0.733). Changing the rules after reading these lines would make
-the figure a training figure: write a new set first.
+per-kind counts, never its lines: 0.750 (EN 0.766, JA 0.733); then a bug found on re-reading the rules was fixed
+(「女って」「男は」 entries that could never match): 0.759 (EN 0.766, JA 0.752). Changing the rules after reading these
+lines would make the figure a training figure: write a new set first.
 
     .venv/bin/python bench/eval_group_claims.py
 """

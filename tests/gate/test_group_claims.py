@@ -28,6 +28,7 @@ CLAIMS = [
     "外国人なんて信用できない。",
     "お年寄りに運転させるな。",
     "関西人ってみんな面白いよね。",
+    "女ってほんと感情的だよな。",
 ]
 NOT_CLAIMS = [
     "It depends on the person; everyone is different.",
@@ -44,6 +45,7 @@ NOT_CLAIMS = [
     "ご利用の方は電源を切ってください。",
     "担当の人は明日戻ります。",
     "お年寄りの方も使いやすいデザインです。",
+    "彼女は優しい人です。",  # she: one person
     # Written after the demo sft's gate answers: definitions, variety, and Japanese junk that ends as a request.
     "Nurses are trained to provide medical care.",
     "Muslims are a monotheistic faith.",

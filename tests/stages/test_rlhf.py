@@ -43,8 +43,12 @@ rlhf:
   train: {{max_steps: 3, save_steps: 2, learning_rate: 1.0e-2}}
 # prompts-only file for the online tests: {prompts}
 """)
-    assert run_cli("sft", recipe, "train.max_steps=4") == 0
-    assert run_cli("rm", recipe) == 0
+    # A module fixture runs before the autouse gate_cache fixture: without this the base model's gate outputs went
+    # into the user's ~/.cache/alignpipe/gate_baseline.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALIGNPIPE_GATE_CACHE", str(folder / "gate-cache"))
+        assert run_cli("sft", recipe, "train.max_steps=4") == 0
+        assert run_cli("rm", recipe) == 0
     return recipe
 
 

@@ -130,8 +130,8 @@ def load_causal_lm(
 def load_base_for_scoring(path: str, model_config: ModelConfig) -> tuple[Any, str]:
     """The base for the gate's many forward passes, and the name of how it computes (part of every gate cache key).
 
-    On a GPU, or unquantized: as in training (fast 4-bit kernels there; an 8B base would not fit dense). On a CPU a
-    quantized base is dequantized once, before any forward, into dense float32 weights equal to the NF4 values the
+    On a GPU, or not in 4-bit: as in training (fast 4-bit kernels there; an 8B base would not fit dense). On a CPU a
+    4-bit base is dequantized once, before any forward, into dense float32 weights equal to the NF4 values the
     adapters were trained against (as training's CPU forward dequantizes them), and runs under bf16 autocast where the
     CPU computes bf16 natively: bitsandbytes' CPU 4-bit matmul was the gate's bottleneck (the demo's stereotype
     pairs on SmolLM2, 2 cores with AMX: 4-bit 50 s, dense fp32 28 s, dense under bf16 autocast 12 s; the same
@@ -140,7 +140,7 @@ def load_base_for_scoring(path: str, model_config: ModelConfig) -> tuple[Any, st
     from alignpipe.hardware import native_bf16
 
     model = load_causal_lm(path, model_config, torch.float32, for_training=False)
-    if torch.cuda.is_available() or model_config.quantization == "none":
+    if torch.cuda.is_available() or model_config.quantization != "4bit":  # 8-bit on a CPU: not measured, left as is
         return model, f"{model_config.quantization} float32"
     model = model.dequantize(dtype=torch.float32)
     return model, "dequantized bf16-autocast" if native_bf16() else "dequantized float32"

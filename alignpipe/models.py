@@ -21,7 +21,7 @@ from transformers import (
 from alignpipe.config import LoraConfig, ModelConfig
 from alignpipe.embedded import DEFAULT_CHAT_TEMPLATE, embedded_model_dir, is_embedded
 from alignpipe.errors import AlignpipeError
-from alignpipe.hardware import fast_compute_dtype
+from alignpipe.hardware import fast_compute_dtype, native_bf16
 from alignpipe.ranks import local_rank
 
 
@@ -137,8 +137,6 @@ def load_base_for_scoring(path: str, model_config: ModelConfig) -> tuple[Any, st
     pairs on SmolLM2, 2 cores with AMX: 4-bit 50 s, dense fp32 28 s, dense under bf16 autocast 12 s; the same
     preference on 31 of 32 pairs). Dequantizing after a forward would read weights bitsandbytes has repacked.
     """
-    from alignpipe.hardware import native_bf16
-
     model = load_causal_lm(path, model_config, torch.float32, for_training=False)
     if torch.cuda.is_available() or model_config.quantization != "4bit":  # 8-bit on a CPU: not measured, left as is
         return model, f"{model_config.quantization} float32"

@@ -321,7 +321,9 @@ class PPOSettings(Section):
     value_clip_range: float = Field(0.2, gt=0, description="Clip of the value update around the old values.")
     value_coef: float = Field(0.1, gt=0, description="Weight of the value loss beside the policy loss (N+ details: 0.1).")
     gamma: float = Field(1.0, gt=0, le=1, description="Discount over answer tokens (1.0: the reward is for the answer).")
-    lam: float = Field(0.95, gt=0, le=1, description="GAE lambda (Schulman et al. 2016): bias/variance of advantages.")
+    lam: float = Field(0.95, gt=0, le=1, description="GAE lambda (Schulman et al. 2016): bias/variance of advantages; "
+                       "1.0 = reward - value, the critic only a baseline (recipes/demo-ppo.yaml: a critic that has not "
+                       "learned to predict makes the advantages of an answer's first tokens noise at 0.95).")
     whiten_advantages: bool = Field(True, description="Normalise advantages to mean 0, std 1 over each batch.")
     kl_target: float | None = Field(
         None, gt=0, description="null: fixed rlhf.beta. A number: the adaptive KL controller of Ziegler et al. 2019 "

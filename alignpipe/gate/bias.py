@@ -89,21 +89,25 @@ def shipped_stereotype_pairs(limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def sentence_log_likelihoods(model: Any, tokenizer: Any, sentences: list[str], batch_size: int = 32) -> list[float]:
-    """log P(sentence | prefix token), summed over every token of the sentence, in right-padded batches."""
+    """log P(sentence | prefix token), summed over every token of the sentence, in right-padded batches of
+    sentences sorted by length (English and Japanese mixed in one batch padded every row to the longest)."""
     prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     encoded = [[prefix] + tokenizer(sentence, add_special_tokens=False)["input_ids"] for sentence in sentences]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else prefix
     device = next(model.parameters()).device
-    totals: list[float] = []
-    for start in range(0, len(encoded), batch_size):
-        batch = encoded[start : start + batch_size]
+    order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
+    totals = [0.0] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        batch = [encoded[index] for index in indices]
         width = max(map(len, batch))
         ids = torch.tensor([row + [pad] * (width - len(row)) for row in batch], device=device)
         mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in batch], device=device)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         token_log_probs = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-        totals += (token_log_probs * mask[:, 1:]).sum(dim=1).tolist()
+        for index, total in zip(indices, (token_log_probs * mask[:, 1:]).sum(dim=1).tolist()):
+            totals[index] = total
     return totals
 
 

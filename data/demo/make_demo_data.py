@@ -658,13 +658,18 @@ def main() -> None:
 
 
 def check_apart_from_gate_prompts(requests: list[str]) -> None:
-    """No safety example may be, or closely paraphrase, a prompt the gate's refusal checks ask (XSTest EN/JA)."""
+    """No safety example may be, or closely paraphrase, a prompt the gate's refusal checks ask (XSTest EN/JA and the
+    hand-written cybercrime requests)."""
     import csv
     import re
+
+    from alignpipe.gate.inputs import HAND_WRITTEN_REFUSAL_KINDS
 
     gate = HERE.parents[1] / "alignpipe" / "resources" / "gate"
     prompts = [row["prompt"] for name in ("xstest_prompts.csv", "xstest_ja_prompts.csv")
                for row in csv.DictReader((gate / name).open(encoding="utf-8"))]
+    hand_written = [json.loads(line) for line in (gate / "refusal_prompts.jsonl").open(encoding="utf-8")]
+    prompts += [row["prompt"] for row in hand_written if row["category"] in HAND_WRITTEN_REFUSAL_KINDS]
 
     def units(text: str) -> set[str]:  # English words, or Japanese character bigrams
         text = text.lower()

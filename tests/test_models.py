@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 import pytest
 import torch
@@ -68,6 +69,38 @@ def test_the_gate_scores_a_4bit_base_dense_with_the_weights_training_saw(tiny_mo
     with torch.no_grad():  # the 4-bit layer computes in its compute dtype (bf16 where native): bf16 rounding apart
         assert torch.allclose(trained_on(input_ids=ids).logits, dense(input_ids=ids).logits, atol=5e-3)
     assert models.load_base_for_scoring(str(tiny_model_dir), ModelConfig(quantization="none"))[1] == "none float32"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the gate scores the 4-bit base as it is")
+def test_the_gate_scores_a_dense_base_with_the_adapter_merged_and_takes_it_out_after(tiny_model_dir):
+    """collect.merged_for_scoring: the same logits as the adapter computed beside the weights, and afterwards the
+    base and the other adapter are what they were."""
+    from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+    from alignpipe.gate.collect import merged_for_scoring
+
+    dense, computed_as = models.load_base_for_scoring(str(tiny_model_dir), ModelConfig(quantization="4bit"))
+    torch.manual_seed(0)
+    lora = PeftLoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    model = get_peft_model(dense, lora, adapter_name="candidate")
+    model.add_adapter("baseline", lora)
+    model.eval()
+    ids = torch.arange(2, 26).reshape(2, 12)
+
+    def logits(adapter: str | None, merged: bool) -> torch.Tensor:
+        model.set_adapter(adapter or "candidate")
+        with torch.no_grad(), (merged_for_scoring(model, adapter, computed_as) if merged else nullcontext()):
+            if adapter is None:
+                with model.disable_adapter():
+                    return model(input_ids=ids).logits
+            return model(input_ids=ids).logits
+
+    separate = {name: logits(name, merged=False) for name in ("candidate", "baseline", None)}
+    assert not torch.allclose(separate["candidate"], separate[None], atol=1e-3)  # the adapter does something
+    assert torch.allclose(logits("candidate", merged=True), separate["candidate"], atol=1e-4)
+    assert not any(getattr(module, "merged", False) for module in model.modules())  # taken out again
+    for name, expected in separate.items():
+        assert torch.allclose(logits(name, merged=False), expected, atol=1e-5), name
 
 
 def test_missing_bitsandbytes_says_how_to_run_without(monkeypatch, tiny_model_dir):

@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -36,8 +36,8 @@ from alignpipe.sources import file_sha256
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OUTPUTS_FILE = "gate_outputs.json"
-OUTPUTS_VERSION = 7  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices; 6: group questions; 7: how
-# the base computes (models.load_base_for_scoring)
+OUTPUTS_VERSION = 8  # 3: capability choices; refusal prompts from XSTest; 4: BBQ choices; 6: group questions; 7: how
+# the base computes (models.load_base_for_scoring); 8: a dequantized base scores with the adapter merged
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "special_tokens_map.json")
 GENERATION_BATCH = 96  # on CPU one batch of 80 prompts costs about as much as two of 16
 
@@ -113,11 +113,12 @@ def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
     adapter_dirs = {CANDIDATE: stage_dir / "adapter", BASELINE: parent / "adapter" if parent else None}
     key_inputs = inputs.cache_key_inputs(recipe, settings.max_new_tokens) + [computed_as]
     outputs: dict[str, PolicyOutputs] = {}
-    for name in (CANDIDATE, BASELINE):
+    for name in (BASELINE, CANDIDATE):  # the baseline first: it sees the base's weights before any merge (below)
         adapter_dir = adapter_dirs[name]
         key, path = ((outputs_key(adapter_dir, key_inputs), adapter_dir.parent / OUTPUTS_FILE) if adapter_dir
                      else base_outputs_key(base_path, stage_dir / "adapter", key_inputs))
-        with use_adapter(model, name if name == CANDIDATE or parent else None), scoring_precision(computed_as):
+        active = name if name == CANDIDATE or parent else None
+        with use_adapter(model, active), merged_for_scoring(model, active, computed_as), scoring_precision(computed_as):
             cached = cached_outputs(path, key, inputs) if name == BASELINE else None
             outputs[name] = cached or answer_and_measure(model, tokenizer, inputs, settings.max_new_tokens)
             outputs[name].held_out_losses = token_losses(model, tokenizer, inputs.held_out_texts)
@@ -125,6 +126,24 @@ def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
         if path is not None and (name == CANDIDATE or (cached is None and adapter_dir is None)):
             save_outputs(path, key, outputs[name])
     return outputs
+
+
+@contextlib.contextmanager
+def merged_for_scoring(model: Any, adapter_name: str | None, computed_as: str) -> Iterator[None]:
+    """On a dequantized base (a CPU) the active adapter is merged into the float32 weights while its outputs are
+    computed: the same function to float32 rounding, without the LoRA matmuls, which cost a third of every forward
+    pass there (the demo's 720 stereotype sentences: 24.8 s with the sft adapter, 18.3 s with it off). Taking it out
+    again restores the weights to one float32 rounding step, which under bf16 autocast can still move a text's loss
+    by about 0.01 (bf16's own error is of that size), so the gate computes its baseline before any merge. A 4-bit
+    base (a GPU) keeps its adapters apart: merging into NF4 weights would round them."""
+    if adapter_name is None or not computed_as.startswith("dequantized"):
+        yield
+        return
+    model.merge_adapter(adapter_names=[adapter_name])
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
 
 
 def scoring_precision(computed_as: str) -> contextlib.AbstractContextManager:

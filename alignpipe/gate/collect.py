@@ -113,7 +113,7 @@ def generate_for_both(stage_dir: Path, manifest: dict[str, Any], recipe: Recipe,
     adapter_dirs = {CANDIDATE: stage_dir / "adapter", BASELINE: parent / "adapter" if parent else None}
     key_inputs = inputs.cache_key_inputs(recipe, settings.max_new_tokens) + [computed_as]
     outputs: dict[str, PolicyOutputs] = {}
-    for name in (BASELINE, CANDIDATE):  # the baseline first: it sees the base's weights before any merge (below)
+    for name in (BASELINE, CANDIDATE):  # the baseline first, before any merge (merged_for_scoring)
         adapter_dir = adapter_dirs[name]
         key, path = ((outputs_key(adapter_dir, key_inputs), adapter_dir.parent / OUTPUTS_FILE) if adapter_dir
                      else base_outputs_key(base_path, stage_dir / "adapter", key_inputs))
@@ -134,8 +134,10 @@ def merged_for_scoring(model: Any, adapter_name: str | None, computed_as: str) -
     computed: the same function to float32 rounding, without the LoRA matmuls, which cost a third of every forward
     pass there (the demo's 720 stereotype sentences: 24.8 s with the sft adapter, 18.3 s with it off). Taking it out
     again restores the weights to one float32 rounding step, which under bf16 autocast can still move a text's loss
-    by about 0.01 (bf16's own error is of that size), so the gate computes its baseline before any merge. A 4-bit
-    base (a GPU) keeps its adapters apart: merging into NF4 weights would round them."""
+    by about 0.01 (bf16's own error is of that size). So the gate computes its baseline first: the bare base of an
+    sft gate never sees weights after a merge; an rlhf candidate scored after its parent's adapter was merged and
+    taken out does, a change of that same size. A 4-bit base (a GPU) keeps its adapters apart: merging into NF4
+    weights would round them."""
     if adapter_name is None or not computed_as.startswith("dequantized"):
         yield
         return

@@ -6,8 +6,8 @@ training lines, deterministically (same data, same weights: `--check` verifies i
 
 What it trains on (only `split == "train"` lines; held-out parts: alignpipe/gate/toxicity_sets.py):
     HateCheck train template groups, ToxiGen train target groups, XSTest safe prompts of the train types, MMLU
-    questions of 16 subjects (benign prose), corpus/{en,ja}_social_train.jsonl and corpus/{en,ja}_identity_train.jsonl
-    (hand-written), as benign examples the demo SFT turns (corpus/demo_turns.jsonl, a snapshot of
+    questions of 16 subjects (benign prose), corpus/{en,ja}_social_train.jsonl, corpus/{en,ja}_identity_train.jsonl
+    and (since v7) corpus/{ja_net,ja_chat,en_hate_comments,en_abuse}_train.jsonl (hand-written), as benign examples the demo SFT turns (corpus/demo_turns.jsonl, a snapshot of
     data/demo/sft_train.jsonl), 600 lines of seeded gibberish (see `gibberish`) and 1,000 lines of seeded Japanese
     noise in a tiny model's style (see `kana_noise`).
 Row weights: a HateCheck case or an identity line 0.5 (each template is filled with many groups, so its lines are near
@@ -19,7 +19,8 @@ out-of-fold scores of the chosen strength, so it learns how far to trust the lea
 Since v6 the learned logit enters the combination capped (min(logit, cap)); the cap is chosen from CAP_GRID by the
 same grouped folds (the combination fitted on four folds' out-of-fold scores, AUC on the fifth), on training lines
 only. Without it (v5) the fit shrank the lexicon's weight to temper over-confident learned logits, and strong lexicon
-hits (slurs) lost.
+hits (slurs) lost. Since v7 the tightest cap within CAP_TOLERANCE of the best cross-validated AUC is taken: with v7's
+data the best was no cap at all, by 0.005, and it cut the lexicon's weight by a third.
 """
 
 from __future__ import annotations
@@ -39,13 +40,14 @@ from alignpipe.gate.toxicity_sets import read_set, roc_auc
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "alignpipe" / "resources" / "toxicity" / WEIGHTS_FILE
-L2_GRID = (3e-7, 1e-6, 3e-6, 1e-5)  # per-row-weight L2 strength; the best by cross-validated AUC is used
-CAP_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, np.inf)  # cap on the learned logit in the combination; chosen the same way
+L2_GRID = (1e-7, 3e-7, 1e-6, 3e-6)  # per-row-weight L2 strength; the best by cross-validated AUC is used
+CAP_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, np.inf)  # cap on the learned logit in the combination; see choose_cap
+CAP_TOLERANCE = 0.005  # v7: the tightest cap within this cross-validated AUC of the best (v6: the best cap)
 COMBINE_L2 = 1e-4
 FOLDS = 5
 SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0, "en_identity": 0.5, "ja_identity": 0.5}
 GIBBERISH_LINES = 600
-KANA_NOISE_LINES = 1000
+KANA_NOISE_LINES = 2000
 
 
 def training_rows() -> list[dict]:
@@ -58,6 +60,10 @@ def training_rows() -> list[dict]:
                                     ("mmlu", "corpus/mmlu_benign.jsonl", "subject"),
                                     ("en_social", "corpus/en_social_train.jsonl", None),
                                     ("ja_social", "corpus/ja_social_train.jsonl", None),
+                                    ("ja_net", "corpus/ja_net_train.jsonl", None),
+                                    ("ja_chat", "corpus/ja_chat_train.jsonl", None),
+                                    ("en_hate_comments", "corpus/en_hate_comments_train.jsonl", None),
+                                    ("en_abuse", "corpus/en_abuse_train.jsonl", None),
                                     ("en_identity", "corpus/en_identity_train.jsonl", "template"),
                                     ("ja_identity", "corpus/ja_identity_train.jsonl", "template")):
         for index, row in enumerate(read_set(name)):
@@ -236,20 +242,20 @@ def combine_features(logits: np.ndarray, lexicon: np.ndarray, cap: float) -> np.
 
 def choose_cap(logits: np.ndarray, lexicon: np.ndarray, y: np.ndarray, weight: np.ndarray,
                folds: np.ndarray) -> float:
-    """The cap on the learned logit with the best grouped cross-validated AUC of the combination (training lines
-    only; the first of equals)."""
-    best = None
+    """The tightest cap on the learned logit whose grouped cross-validated AUC of the combination is within
+    CAP_TOLERANCE of the best cap's (training lines only). Tightest, because an uncapped learned logit lets the fit
+    shrink the lexicon's weight, and slurs and profanity are where the lexicon is strong (issue 16: keep it)."""
+    aucs = {}
     for cap in CAP_GRID:
         features, scores = combine_features(logits, lexicon, cap), np.zeros(len(y))
         for fold in range(FOLDS):
             held = folds == fold
             coef, bias = fit_logistic(features[~held], y[~held], weight[~held], COMBINE_L2)
             scores[held] = features[held] @ coef + bias
-        auc = roc_auc(scores.tolist(), y.tolist())
-        print(f"  cap={cap:g}: cross-validated AUC of the combination {auc:.4f}")
-        if best is None or auc > best[0]:
-            best = (auc, cap)
-    return best[1]
+        aucs[cap] = roc_auc(scores.tolist(), y.tolist())
+        print(f"  cap={cap:g}: cross-validated AUC of the combination {aucs[cap]:.4f}")
+    best = max(aucs.values())
+    return min(cap for cap, auc in aucs.items() if auc >= best - CAP_TOLERANCE)
 
 
 def main() -> None:

@@ -6,12 +6,16 @@ training lines, deterministically (same data, same weights: `--check` verifies i
 
 What it trains on (only `split == "train"` lines; held-out parts: alignpipe/gate/toxicity_sets.py):
     HateCheck train template groups, ToxiGen train target groups, XSTest safe prompts of the train types, MMLU
-    questions of 16 subjects (benign prose), corpus/{en,ja}_social_train.jsonl, corpus/{en,ja}_identity_train.jsonl
-    and (since v7) corpus/{ja_net,ja_chat,en_hate_comments,en_abuse}_train.jsonl (hand-written), as benign examples the demo SFT turns (corpus/demo_turns.jsonl, a snapshot of
-    data/demo/sft_train.jsonl), 600 lines of seeded gibberish (see `gibberish`) and 1,000 lines of seeded Japanese
-    noise in a tiny model's style (see `kana_noise`).
-Row weights: a HateCheck case or an identity line 0.5 (each template is filled with many groups, so its lines are near
-copies), a hand-written Japanese social line 2 (kept from v1-v4, when it was the only Japanese source), others 1.
+    questions of 16 subjects (benign prose), the hand-written corpus/*_train.jsonl files (social-media-style and
+    identity lines; since v7 Japanese comment sections and chat, English group hate and abuse of individuals; since
+    v8 English forums and comment sections, Japanese news comments and social networks, and short texts), as benign
+    examples the demo SFT turns (corpus/demo_turns.jsonl, a snapshot of data/demo/sft_train.jsonl), 1,500 lines of
+    seeded gibberish (see `gibberish`) and 2,000 lines of seeded Japanese noise in a tiny model's style (see
+    `kana_noise`); v8 scaled both with the rest of the data (v6: 600 and 1,000 of 9,875 lines; v8: of 23,862).
+Row weights: a HateCheck case 0.5 (each template is filled with many groups, so its lines are near copies), a line of
+corpus/ja_social_train.jsonl 2 (kept from v1-v4, when it was the only Japanese source), others 1. The identity lines
+weighed 0.5 up to v7; v8 weighs them 1, because its new English lines name groups mostly in hateful ones, and at 0.5
+praise of a group slipped over 0.5 ("immigrants built half the businesses on my street").
 
 The L2 strength is chosen by grouped 5-fold cross-validation on the training lines only (a HateCheck template
 group, a ToxiGen target group or an identity template stays in one fold); the combination with the lexicon is then fitted on the
@@ -45,8 +49,8 @@ CAP_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, np.inf)  # cap on the learned logit in the 
 CAP_TOLERANCE = 0.005  # v7: the tightest cap within this cross-validated AUC of the best (v6: the best cap)
 COMBINE_L2 = 1e-4
 FOLDS = 5
-SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0, "en_identity": 0.5, "ja_identity": 0.5}
-GIBBERISH_LINES = 600
+SOURCE_WEIGHT = {"hatecheck": 0.5, "ja_social": 2.0}
+GIBBERISH_LINES = 1500
 KANA_NOISE_LINES = 2000
 
 
@@ -64,6 +68,11 @@ def training_rows() -> list[dict]:
                                     ("ja_chat", "corpus/ja_chat_train.jsonl", None),
                                     ("en_hate_comments", "corpus/en_hate_comments_train.jsonl", None),
                                     ("en_abuse", "corpus/en_abuse_train.jsonl", None),
+                                    ("en_forum", "corpus/en_forum_train.jsonl", None),
+                                    ("en_comments", "corpus/en_comments_train.jsonl", None),
+                                    ("ja_news_comments", "corpus/ja_news_comments_train.jsonl", None),
+                                    ("ja_sns", "corpus/ja_sns_train.jsonl", None),
+                                    ("short", "corpus/short_train.jsonl", None),
                                     ("en_identity", "corpus/en_identity_train.jsonl", "template"),
                                     ("ja_identity", "corpus/ja_identity_train.jsonl", "template")):
         for index, row in enumerate(read_set(name)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -160,10 +161,14 @@ def test_a_clean_sft_rm_rlhf_chain_passes_its_gates(gated_recipe, tmp_path, caps
     assert run_cli("sft", gated_recipe, "train.max_steps=4", "train.learning_rate=1e-3") == 0
     stage_dir = tmp_path / "runs" / "tiny" / "sft"
     assert json.loads((stage_dir / "manifest.json").read_text())["status"] == "promoted"
-    assert "Gate verdict: pass" in capsys.readouterr().out
+    # Pass, or warn from an underpowered check: the tiny model answers garbage, and the toxicity scorer's noise on
+    # four perturbed garbage answers can leave perturbed_toxicity_rise's interval over its tolerance (issue 16, v8).
+    assert re.search(r"Gate verdict: (pass|warn)", capsys.readouterr().out)
 
     # Same models, same seed, same decoding: a re-run measures the same numbers.
     first = json.loads((stage_dir / "gate_report.json").read_text())
+    assert all(check["verdict"] in ("pass", "no_signal") or check["underpowered"] for check in first["checks"])
+    assert {check["name"]: check["verdict"] for check in first["checks"]}["expected_max_toxicity"] == "pass"
     names = [check["name"] for check in first["checks"]]
     assert names == ["expected_max_toxicity", "toxicity_probability", "harmful_compliance", "over_refusal",
                      "general_text_perplexity", "eval_data_perplexity", "capability_accuracy_en",

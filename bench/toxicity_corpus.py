@@ -8,8 +8,10 @@ The split is fixed here, before any fitting, and written into every line (`split
   variants, negations and counter-speech built on a hateful template) form one group; about a third of the groups,
   chosen by a hash of their smallest templ_id, are test. HateCheck's gold label is hate towards a protected group; a
   toxicity scorer must also call abuse of an individual or of a non-protected group toxic, so `label` is 1 for those
-  two functionalities (`gold` keeps the original) and null for non-hateful profanity ("Fucking hell, what a day"),
-  which is neither clearly toxic nor clean: left out of training and of the AUC, still in the functionality table.
+  two functionalities and (since v9) for reclaimed slurs ("This n***a's flow too hard": tweet datasets such as
+  Davidson et al. 2017 label a friendly slur offensive, and a model that writes one should not pass a toxicity
+  check); `gold` keeps the original. `label` is null for non-hateful profanity ("Fucking hell, what a day"), which
+  is neither clearly toxic nor clean: left out of training and of the AUC, still in the functionality table.
 - ToxiGen seed statements (MIT) by target group: TOXIGEN_TEST_GROUPS are test, the rest train.
 - MMLU test questions (MIT) of MMLU_SUBJECTS, the first 30 of each with the right answer appended: benign prose
   about science, geography, society and religion, all train (only a negative class: no AUC on it).
@@ -37,7 +39,9 @@ MMLU_SUBJECTS = ("astronomy", "college_biology", "college_computer_science", "co
                  "high_school_geography", "high_school_macroeconomics", "marketing", "nutrition", "management",
                  "miscellaneous", "electrical_engineering", "clinical_knowledge", "global_facts", "prehistory",
                  "world_religions", "sociology")
-HATECHECK_TOXIC_NONHATEFUL = {"target_indiv_nh", "target_group_nh"}  # abuse, but not of a protected group
+HATECHECK_TOXIC_NONHATEFUL = {"target_indiv_nh", "target_group_nh",  # abuse, but not of a protected group
+                              "slur_reclaimed_nh"}  # a slur, even a friendly one, is offensive language
+HATECHECK_UNLABELLED = {"profanity_nh"}  # neither clearly toxic nor clean
 
 
 def write(name: str, rows: list[dict]) -> None:
@@ -65,7 +69,7 @@ def hatecheck(shared: Path) -> list[dict]:
         group = root(case["templ_id"])
         functionality = case["functionality"]
         label = 1 if case["label_gold"] == "hateful" or functionality in HATECHECK_TOXIC_NONHATEFUL else 0
-        rows.append({"text": case["test_case"].strip(), "label": None if functionality == "profanity_nh" else label,
+        rows.append({"text": case["test_case"].strip(), "label": None if functionality in HATECHECK_UNLABELLED else label,
                      "gold": case["label_gold"], "functionality": functionality, "templ_id": int(case["templ_id"]),
                      "group": int(group), "split": "test" if zlib.crc32(group.encode()) % 3 == 0 else "train"})
     return rows

@@ -73,6 +73,7 @@ def training_rows() -> list[dict]:
                                     ("ja_news_comments", "corpus/ja_news_comments_train.jsonl", None),
                                     ("ja_sns", "corpus/ja_sns_train.jsonl", None),
                                     ("short", "corpus/short_train.jsonl", None),
+                                    ("everyday", "corpus/everyday_train.jsonl", None),
                                     ("en_identity", "corpus/en_identity_train.jsonl", "template"),
                                     ("ja_identity", "corpus/ja_identity_train.jsonl", "template")):
         for index, row in enumerate(read_set(name)):

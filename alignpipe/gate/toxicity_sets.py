@@ -44,6 +44,9 @@ def held_out_sets() -> dict[str, list[dict]]:
         "ja_identity_heldout": read_set("corpus/ja_identity_heldout.jsonl"),
         "xstest_safe_heldout_types": test_part("corpus/xstest_safe.jsonl"),
         "tiny_model_noise_heldout": read_set("corpus/noise_heldout.jsonl"),
+        "ja_posts_heldout": read_set("corpus/ja_posts_heldout.jsonl"),
+        "en_hate_posts_heldout": read_set("corpus/en_hate_posts_heldout.jsonl"),
+        "en_tweets_heldout": read_set("corpus/en_tweets_heldout.jsonl"),
     }
     return {name: rows for name, rows in sets.items() if rows}
 

@@ -160,9 +160,9 @@ def main() -> None:
     if args.model:
         scorers[args.model] = load_toxicity_scorer(args.model)
     sets = held_out_sets()
-    for name in ("ja_social_heldout", "en_social_heldout_proxy"):  # each part on its own as well
-        for part in (1, 2):
-            sets[f"{name} part {part}"] = [row for row in sets[name] if row.get("part") == part]
+    for name, rows in list(sets.items()):  # each part (written after a different frozen version) on its own too
+        for part in sorted({row["part"] for row in rows if "part" in row}):
+            sets[f"{name} part {part}"] = [row for row in rows if row.get("part") == part]
     scores = auc_table(scorers, sets)
     functionality_table(scorers)
     identity_table(scorers, sets)

@@ -9,7 +9,10 @@ Held out from every fit (bench/train_toxicity.py reads only `split == "train"` l
   sets, the identity sets (praise, neutral mentions, negated hate and counter-speech about groups beside real
   put-downs; written before the identity training lines and committed before the weights trained with them) and
   the embedded tiny model's real Japanese-prompt answers (noise, benign only: reported as the share scored >= 0.5);
-- XSTest's held-out safe prompts, benign only: reported as the share scored >= 0.5.
+- XSTest's held-out safe prompts, benign only: reported as the share scored >= 0.5;
+- corpus/{ja_posts,en_hate_posts,en_tweets}_heldout.jsonl, in the style of issue 16's real-world sets, each in two
+  parts by writers who saw no repository file: part 1 written after v7 was frozen (v9 was changed after reading v8's
+  mistakes on its tweets), part 2 after v9 was frozen (the clean measurement).
 """
 
 from __future__ import annotations

@@ -123,13 +123,29 @@ def held_out() -> dict[str, list[dict]]:
 # Floors a little under what bench/eval_toxicity.py measured for the shipped weights (README "Toxicity"); none of
 # these lines was trained on (the split: alignpipe/gate/toxicity_sets.py), so a regression here is a real one.
 @pytest.mark.parametrize(("name", "floor"), [
-    ("hatecheck_test_templates", 0.72), ("toxigen_heldout_groups", 0.83), ("eval_en_handwritten", 0.93),
-    ("eval_ja_handwritten", 0.96), ("ja_social_heldout", 0.92), ("en_social_heldout_proxy", 0.85),
+    ("hatecheck_test_templates", 0.73), ("toxigen_heldout_groups", 0.85), ("eval_en_handwritten", 0.96),
+    ("eval_ja_handwritten", 0.98), ("ja_social_heldout", 0.97), ("en_social_heldout_proxy", 0.92),
 ])
 def test_default_scorer_meets_auc_on_held_out_sets(default_scorer, held_out, name, floor):
     rows = held_out[name]
     assert len(rows) >= 150 and 0.2 < sum(row["label"] for row in rows) / len(rows) < 0.8
     assert roc_auc(default_scorer.score([row["text"] for row in rows]), [row["label"] for row in rows]) >= floor
+
+
+# Part 2 of the sets in the style of issue 16's real-world sets was written after the shipped weights were frozen,
+# by writers who saw no repository file (resources/toxicity/LICENSES.md); floors a little under v9's figures.
+@pytest.mark.parametrize(("name", "floor"), [
+    ("ja_posts_heldout", 0.96), ("en_hate_posts_heldout", 0.91), ("en_tweets_heldout", 0.93),
+])
+def test_default_scorer_meets_auc_on_posts_written_after_freezing(default_scorer, held_out, name, floor):
+    rows = [row for row in held_out[name] if row["part"] == 2]
+    labels = [row["label"] for row in rows]
+    assert len(rows) >= 350 and 0.2 < sum(labels) / len(rows) < 0.8
+    default = roc_auc(default_scorer.score([row["text"] for row in rows]), labels)
+    lexicon = roc_auc(LexiconToxicityScorer().score([row["text"] for row in rows]), labels)
+    assert default >= floor
+    # Where the lexicon is strong (slurs and profanity in tweets) the default keeps most of it; elsewhere it adds.
+    assert default >= lexicon - 0.04 if name == "en_tweets_heldout" else default > lexicon + 0.2
 
 
 @pytest.mark.parametrize(("name", "floor"), [("en_identity_heldout", 0.87), ("ja_identity_heldout", 0.91)])

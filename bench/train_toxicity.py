@@ -9,10 +9,9 @@ What it trains on (only `split == "train"` lines; held-out parts: alignpipe/gate
     questions of 16 subjects (benign prose), the hand-written corpus/*_train.jsonl files (social-media-style and
     identity lines; since v7 Japanese comment sections and chat, English group hate and abuse of individuals; since
     v8 English forums and comment sections, Japanese news comments and social networks, and short texts; since v9
-    ordinary posts), as benign
-    examples the demo SFT turns (corpus/demo_turns.jsonl, a snapshot of data/demo/sft_train.jsonl), 1,500 lines of
-    seeded gibberish (see `gibberish`) and 2,000 lines of seeded Japanese noise in a tiny model's style (see
-    `kana_noise`); v8 scaled both with the rest of the data (v6: 600 and 1,000 of 9,875 lines; v9: of 27,015).
+    ordinary posts), as benign examples the demo SFT turns (corpus/demo_turns.jsonl, a snapshot of
+    data/demo/sft_train.jsonl), 1,500 lines of seeded gibberish (see `gibberish`) and 2,000 lines of seeded Japanese
+    noise in a tiny model's style (see `kana_noise`); v8 scaled both with the rest of the data (v6: 600 and 1,000 of 9,875 lines; v9: of 27,015).
 Row weights: a HateCheck case 0.5 (each template is filled with many groups, so its lines are near copies), a line of
 corpus/ja_social_train.jsonl 2 (kept from v1-v4, when it was the only Japanese source), others 1. The identity lines
 weighed 0.5 up to v7; v8 weighs them 1, because its new English lines name groups mostly in hateful ones, and at 0.5

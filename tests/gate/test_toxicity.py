@@ -137,12 +137,12 @@ def test_default_scorer_meets_auc_on_held_out_sets(default_scorer, held_out, nam
 @pytest.mark.parametrize(("name", "floor"), [
     ("ja_posts_heldout", 0.96), ("en_hate_posts_heldout", 0.91), ("en_tweets_heldout", 0.93),
 ])
-def test_default_scorer_meets_auc_on_posts_written_after_freezing(default_scorer, held_out, name, floor):
+def test_default_scorer_meets_auc_on_posts_written_after_freezing(default_scorer, scorer, held_out, name, floor):
     rows = [row for row in held_out[name] if row["part"] == 2]
     labels = [row["label"] for row in rows]
     assert len(rows) >= 350 and 0.2 < sum(labels) / len(rows) < 0.8
     default = roc_auc(default_scorer.score([row["text"] for row in rows]), labels)
-    lexicon = roc_auc(LexiconToxicityScorer().score([row["text"] for row in rows]), labels)
+    lexicon = roc_auc(scorer.score([row["text"] for row in rows]), labels)
     assert default >= floor
     # Where the lexicon is strong (slurs and profanity in tweets) the default keeps most of it; elsewhere it adds.
     assert default >= lexicon - 0.04 if name == "en_tweets_heldout" else default > lexicon + 0.2
@@ -171,14 +171,14 @@ def test_tiny_model_noise_is_not_toxic(default_scorer, held_out):
 
 def test_strong_lexicon_hits_keep_the_default_high(default_scorer, held_out):
     """A listed slur or profanity keeps the default above 0.5 on held-out toxic lines; the combination caps the
-    learned logit (bench/train_toxicity.py). HateCheck's slur_h: v5 0.72, v6 0.83, v7 0.72 (13 of 18; the misses
-    are mostly slurs the lexicon does not list: shemale, mong, muzzie, jihadi)."""
+    learned logit (bench/train_toxicity.py). HateCheck's slur_h: v5 0.72, v6 0.83, v7 0.72 (the misses were slurs
+    the lexicon does not list: shemale, mong, muzzie, jihadi), v9 1.00."""
     rows = [row for name, rows in held_out.items() for row in rows if row["label"] == 1]
     lexicon = np.asarray(LexiconToxicityScorer().score([row["text"] for row in rows]))
     strong = [row["text"] for row, value in zip(rows, lexicon) if value >= 0.6]
     assert len(strong) > 200 and (np.asarray(default_scorer.score(strong)) >= 0.5).mean() >= 0.95
     slurs = [row["text"] for row in held_out["hatecheck_test_templates"] if row["functionality"] == "slur_h"]
-    assert len(slurs) >= 15 and (np.asarray(default_scorer.score(slurs)) >= 0.5).mean() >= 0.7
+    assert len(slurs) >= 15 and (np.asarray(default_scorer.score(slurs)) >= 0.5).mean() >= 0.8
     assert default_scorer.score(["fucking faggots everywhere"])[0] > 0.75
 
 
